@@ -1,0 +1,1 @@
+"""Layer contracts: pandera models for every table a layer writes (semantically versioned)."""
