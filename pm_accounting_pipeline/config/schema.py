@@ -207,6 +207,40 @@ class Limits(_Model):
     max_hours_per_entry: Decimal = Decimal("24")
 
 
+class PostingTarget(_Model):
+    """One accounting system the ledger is posted to, and how ledger codes map onto its references.
+
+    Secrets never live here: `token_env` names the environment variable that holds the bearer token.
+    """
+
+    name: Literal["general_ledger", "qbo", "xero"]
+    enabled: bool = True
+    base_url: str | None = None
+    token_env: str | None = None
+    companies: dict[str, str] = {}
+    accounts: dict[str, str] = {}
+    customers: dict[str, str] = {}
+    items: dict[str, str] = {}
+    requests_per_minute: int | None = Field(None, ge=1)
+    batch_size: int | None = Field(None, ge=1, le=50)
+
+
+class Posting(_Model):
+    """Posting to accounting targets; `enabled: false` is the deploy-time kill switch."""
+
+    enabled: bool = True
+    targets: list[PostingTarget] = [PostingTarget(name="general_ledger")]
+    max_attempts: int = Field(8, ge=1, le=100)
+
+    @model_validator(mode="after")
+    def _unique(self) -> Posting:
+        names = [t.name for t in self.targets]
+        dups = sorted({n for n in names if names.count(n) > 1})
+        if dups:
+            raise ValueError(f"duplicate posting target(s) {dups}")
+        return self
+
+
 class MappingDocument(_Model):
     version: int
     name: str = "default"
@@ -222,6 +256,7 @@ class MappingDocument(_Model):
     approval: Approval = Approval()
     fx: Fx = Fx()
     limits: Limits = Limits()
+    posting: Posting = Posting()
 
     _c = field_validator("reporting_currency")(classmethod(lambda cls, v: _currency(v)))
 
