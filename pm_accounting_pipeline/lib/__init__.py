@@ -1,0 +1,1 @@
+"""Shared plumbing for the Dagster shell and the CLI: storage, settings, the analysts' warehouse."""

@@ -1,0 +1,128 @@
+"""The end-of-run summary printed by `pm-accounting run` and `pm-accounting demo`.
+
+Figures come from the same views analysts use, scoped to the run's dates and entities.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+
+import polars as pl
+from rich.console import Console
+from rich.table import Table
+
+from pm_accounting_pipeline.lib.lake import Lake
+from pm_accounting_pipeline.lib.runner import RunOutcome
+from pm_accounting_pipeline.lib.settings import Paths
+from pm_accounting_pipeline.lib.warehouse import connect_in_memory
+
+
+@dataclass(frozen=True)
+class SummaryFigures:
+    rows_in: int
+    accepted: int
+    quarantined: int
+    by_status: pl.DataFrame
+    by_reason: pl.DataFrame
+    ledger: pl.DataFrame
+    balance: pl.DataFrame
+    top_projects: pl.DataFrame
+
+
+def _scope(start: date, end: date, entities: list[str], col: str) -> str:
+    ents = ", ".join(f"'{e}'" for e in entities)
+    return f"{col} BETWEEN DATE '{start}' AND DATE '{end}' AND entity IN ({ents})"
+
+
+def collect(paths: Paths, start: date, end: date, entities: list[str]) -> SummaryFigures:
+    con = connect_in_memory(Lake(paths.lake))
+    try:
+        w_work = _scope(start, end, entities, "work_date")
+        w_q = _scope(start, end, entities, "partition_date")
+        ents = ", ".join(f"'{e}'" for e in entities)
+        raw = con.sql(f"SELECT count(*) FROM raw.time_entries WHERE {w_work}").fetchone()[0]
+        unroutable = con.sql(
+            f"SELECT count(*) FROM staging.quarantine WHERE layer = 'raw' AND entity IN ({ents})"
+        ).fetchone()[0]
+        accepted = con.sql(f"SELECT count(*) FROM staging.fx_billables WHERE {w_work}").fetchone()[0]
+        by_status = con.sql(
+            f"SELECT billing_status, count(*) AS entries, sum(billed_hours) AS hours "
+            f"FROM staging.fx_billables WHERE {w_work} GROUP BY 1 ORDER BY 1"
+        ).pl()
+        by_reason = con.sql(
+            f"SELECT layer, reason, count(*) AS rows FROM staging.quarantine "
+            f"WHERE ({w_q} AND layer <> 'raw') OR (layer = 'raw' AND entity IN ({ents})) "
+            f"GROUP BY 1, 2 ORDER BY 3 DESC"
+        ).pl()
+        ledger = con.sql(
+            f"""
+            WITH e AS (
+                SELECT entity, count(*) FILTER (WHERE entry_type <> 'invoice') AS accrual_entries,
+                       count(*) FILTER (WHERE entry_type = 'invoice') AS invoice_entries
+                FROM ledger.journal_entries WHERE {_scope(start, end, entities, "posting_date")} GROUP BY 1
+            ), i AS (
+                SELECT entity, count(*) AS invoices,
+                       string_agg(currency || ' ' || CAST(total AS VARCHAR), ', ' ORDER BY currency) AS totals
+                FROM (SELECT entity, currency, sum(total) AS total FROM ledger.invoices
+                      WHERE {_scope(start, end, entities, "period_start")} GROUP BY 1, 2)
+                JOIN (SELECT entity, count(*) AS n FROM ledger.invoices
+                      WHERE {_scope(start, end, entities, "period_start")} GROUP BY 1) USING (entity)
+                GROUP BY entity, n
+            )
+            SELECT e.entity, accrual_entries, invoice_entries, coalesce(i.invoices, 0) AS invoices,
+                   coalesce(i.totals, '') AS invoiced_totals
+            FROM e LEFT JOIN i USING (entity) ORDER BY 1
+            """
+        ).pl()
+        balance = con.sql(f"SELECT * FROM analytics.trial_balance_check WHERE entity IN ({ents})").pl()
+        top = con.sql(
+            f"SELECT entity, project, functional_currency AS ccy, sum(revenue) AS revenue, sum(cost) AS cost, "
+            f"sum(margin) AS margin, reporting_currency AS rep, sum(margin_reporting) AS margin_reporting "
+            f"FROM analytics.project_profitability WHERE {_scope(start, end, entities, 'month')} "
+            f"GROUP BY ALL ORDER BY margin_reporting DESC LIMIT 5"
+        ).pl()
+    finally:
+        con.close()
+    quarantined = int(by_reason["rows"].sum()) if by_reason.height else 0
+    return SummaryFigures(raw + unroutable, accepted, quarantined, by_status, by_reason, ledger, balance, top)
+
+
+def _table(title: str, df: pl.DataFrame) -> Table:
+    t = Table(title=title, title_justify="left", show_edge=False)
+    for c in df.columns:
+        t.add_column(c, justify="right" if df[c].dtype.is_numeric() or df[c].dtype == pl.Decimal else "left")
+    for row in df.iter_rows():
+        t.add_row(*["" if v is None else str(v) for v in row])
+    return t
+
+
+def render(console: Console, outcome: RunOutcome, fig: SummaryFigures, paths: Paths) -> None:
+    runs = Table(title="Runs", title_justify="left", show_edge=False)
+    for c in ("job", "partitions", "seconds", "result"):
+        runs.add_column(c)
+    for r in outcome.runs:
+        result = "ok" if r.success and not r.failed_checks else f"FAILED {r.failed_steps + r.failed_checks}"
+        runs.add_row(r.job, str(r.partitions), f"{r.seconds:.1f}", result)
+    console.print(runs)
+    console.print(
+        f"\n[bold]Rows[/bold]: {fig.rows_in:,} in = {fig.accepted:,} accepted + {fig.quarantined:,} quarantined"
+        + ("" if fig.rows_in == fig.accepted + fig.quarantined else "  [red](does not add up)[/red]")
+    )
+    console.print(_table("Accepted rows by billing status", fig.by_status))
+    console.print(_table("Quarantined rows by reason", fig.by_reason))
+    console.print(_table("Ledger per entity", fig.ledger))
+    ok = fig.balance.height > 0 and (fig.balance["out_of_balance"] == 0).all()
+    console.print(_table("Trial balance check (functional currency)", fig.balance))
+    console.print(
+        "Trial balance: " + ("[green]every entity balances[/green]" if ok else "[red]OUT OF BALANCE[/red]")
+    )
+    console.print(_table("Top projects by margin (reporting currency)", fig.top_projects))
+    console.print(
+        "\n[bold]Next steps[/bold]\n"
+        "  * Dagster UI (lineage, partitions, checks, metadata): make dev, then open http://127.0.0.1:3000\n"
+        f'  * Query DuckDB: duckdb {paths.warehouse} -c "SELECT * FROM analytics.project_profitability LIMIT 10"\n'
+        f'  * Quarantine:   duckdb {paths.warehouse} -c "SELECT * FROM analytics.quarantine_summary"\n'
+        f"  * Ledger data-quality report: {paths.reports / 'gx' / 'index.html'}\n"
+        "  * Land more files: pm-accounting ingest FILE... --entity ENTITY; then pm-accounting run --start ... --end ..."
+    )
