@@ -1,0 +1,1 @@
+"""Analytics layer: the DuckDB views analysts query, checked after each ledger update."""

@@ -1,0 +1,1 @@
+"""Ledger layer: daily accrual journal entries and monthly invoices, balanced and traceable."""

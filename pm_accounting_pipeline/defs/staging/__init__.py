@@ -1,0 +1,1 @@
+"""Staging layers: cleaned and mapped work items, rated billables, FX-enriched billables."""
