@@ -277,13 +277,12 @@ class HarvestClient:
         """One logical GET with the full retry policy; returns the parsed JSON object."""
         policy = self.config.retry
         retries = 0
-        last: list[HarvestError] = []
+        made = 0
 
         def backoff(exc: Exception) -> bool | float:
             nonlocal retries
             if not isinstance(exc, HarvestTransientError):
                 return False
-            last[:] = [exc]
             retries += 1
             if isinstance(exc, HarvestRateLimitedError):
                 if exc.retry_after_s > policy.max_retry_after_s:
@@ -302,15 +301,16 @@ class HarvestClient:
                 wait_exp_base=policy.wait_exp_base,
             ):
                 with attempt:
+                    made = attempt.num
                     return self._attempt(url, params, resource)
         except HarvestTransientError as exc:
             self.stats.gave_up += 1
             raise HarvestRetriesExhaustedError(
-                f"Harvest {resource} for account {self.account_id}: gave up after {retries + 1} attempt(s) "
+                f"Harvest {resource} for account {self.account_id}: gave up after {made} attempt(s) "
                 f"within the retry budget ({policy.attempts} attempts, {policy.timeout_s:g} s); last error: {exc}",
                 resource,
                 self.account_id,
-                retries + 1,
+                made,
                 exc,
             ) from exc
         raise AssertionError("unreachable: stamina either returns or raises")  # pragma: no cover

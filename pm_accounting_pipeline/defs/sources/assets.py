@@ -1,0 +1,112 @@
+"""The Harvest API raw asset: one (date, entity) partition of time entries, expenses and tombstones.
+
+It reads the synced store (the sensor keeps it current) rather than calling the API per partition,
+so a backfill over many days costs no API budget; an account that was never synced is synced first.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import date
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+
+from pm_accounting_pipeline.contracts.layers import RawTimeEntry, empty_frame
+from pm_accounting_pipeline.defs.metadata import contract_check, md_table, reason_counts
+from pm_accounting_pipeline.defs.partitions import split_key
+from pm_accounting_pipeline.defs.resources import PipelineResource
+from pm_accounting_pipeline.defs.sources.resources import HarvestApiResource
+from pm_accounting_pipeline.sources.harvest_api.sync import TOMBSTONE_SCHEMA, load_state, read_partition
+from pm_accounting_pipeline.sources.harvest_api.to_raw import EXPENSES_RAW_SCHEMA
+
+HARVEST_API_RAW = dg.AssetKey(["raw", "harvest_api_time_entries"])
+WRITER = "harvest_api"
+EXPENSES_DIR = ("raw", "harvest_api_expenses")
+TOMBSTONES_DIR = ("raw", "harvest_api_tombstones")
+
+
+def _write(root: Path, parts: tuple[str, str], entity: str, key: str, frame: pl.DataFrame) -> None:
+    target = root.joinpath(*parts, entity, f"{key}.{WRITER}.parquet")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    frame.write_parquet(tmp, compression="zstd")
+    os.replace(tmp, target)
+
+
+def build_harvest_api_assets(partitions_def: dg.MultiPartitionsDefinition) -> list[dg.AssetsDefinition]:
+    @dg.asset(
+        key=HARVEST_API_RAW,
+        partitions_def=partitions_def,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        group_name="raw",
+        kinds={"polars", "parquet"},
+        owners=["team:finance-data"],
+        check_specs=[dg.AssetCheckSpec("contract", asset=HARVEST_API_RAW, blocking=True)],
+        tags={"layer": "raw", "source": "harvest_api"},
+    )
+    def harvest_api_time_entries(
+        context: dg.AssetExecutionContext, pipeline: PipelineResource, harvest: HarvestApiResource
+    ) -> dg.MaterializeResult:
+        """Time entries and expenses pulled from the Harvest API v2, as the latest version of each
+        source id dated in the partition, every field kept in `source_record`. Written to the lake
+        as `raw.time_entries` (writer `harvest_api`) beside the file-based sources; bad objects go to
+        quarantine with a reason; entries deleted in Harvest appear as tombstones with the time they
+        were found missing, so the ledger can reverse what was already booked."""
+        specs = harvest.account_specs()
+        config = harvest.sync_config()
+        if any(not (config.account_dir(s.account_id) / "state.json").exists() for s in specs):
+            _, errors = harvest.sync()
+            if errors:
+                raise dg.Failure(f"Harvest sync failed: {errors}")
+        wanted = sorted(split_key(k) for k in context.partition_keys)
+        lake = pipeline.lake()
+        raws, quarantines, expenses, tombstones = [], [], [], []
+        for entity, key in wanted:
+            day = date.fromisoformat(key)
+            te, te_tombs = read_partition(config, specs, "time_entries", day, entity)
+            ex, ex_tombs = read_partition(config, specs, "expenses", day, entity)
+            raws.append(te.rows)
+            quarantines += [te.quarantine, ex.quarantine]
+            expenses.append(ex.rows)
+            tombs = pl.concat([te_tombs, ex_tombs])
+            tombstones.append(tombs)
+            _write(lake.root, EXPENSES_DIR, entity, key, ex.rows)
+            _write(lake.root, TOMBSTONES_DIR, entity, key, tombs)
+        raw_all = pl.concat(raws) if raws else empty_frame("raw.time_entries")
+        quarantine_all = pl.concat(quarantines) if quarantines else empty_frame("staging.quarantine")
+        expenses_all = pl.concat(expenses) if expenses else pl.DataFrame(schema=EXPENSES_RAW_SCHEMA)
+        tombstones_all = pl.concat(tombstones) if tombstones else pl.DataFrame(schema=TOMBSTONE_SCHEMA)
+        lake.write_partitions("raw.time_entries", raw_all, wanted, WRITER, pl.col("work_date"))
+        lake.write_partitions("staging.quarantine", quarantine_all, wanted, WRITER, pl.col("partition_date"))
+        context.log.info(
+            "harvest_api: %d time entries, %d expenses, %d quarantined, %d tombstones in %d partition(s)",
+            raw_all.height,
+            expenses_all.height,
+            quarantine_all.height,
+            tombstones_all.height,
+            len(wanted),
+        )
+        return dg.MaterializeResult(
+            metadata={
+                "dagster/row_count": raw_all.height,
+                "partitions": len(wanted),
+                "expenses": expenses_all.height,
+                "quarantined_by_reason": reason_counts(quarantine_all),
+                "tombstones": tombstones_all.height,
+                "tombstones_preview": dg.MetadataValue.md(
+                    md_table(
+                        tombstones_all.select(
+                            "resource", "entity", "source_id", "spent_date", "tombstoned_at"
+                        )
+                    )
+                ),
+                "accounts": dg.MetadataValue.json(
+                    {s.account_id: load_state(config, s.account_id).get("high_water_mark", {}) for s in specs}
+                ),
+            },
+            check_results=[contract_check("contract", RawTimeEntry, raw_all)],
+        )
+
+    return [harvest_api_time_entries]
