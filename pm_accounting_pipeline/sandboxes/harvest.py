@@ -415,6 +415,7 @@ class ServerHandle:
         host, port = server.server_address[:2]
         self.url = f"http://{host}:{port}"
         self.app = server.app
+        self._http: httpx.Client | None = None
 
     def start(self) -> ServerHandle:
         if self._thread is None:
@@ -430,6 +431,9 @@ class ServerHandle:
             self._thread.join(timeout=5)
             self._thread = None
         self._server.server_close()
+        if self._http is not None:
+            self._http.close()
+            self._http = None
 
     def __enter__(self) -> ServerHandle:
         return self.start()
@@ -439,7 +443,9 @@ class ServerHandle:
 
     # ---- control API over HTTP (what a pilot script would do) ------------------------------
     def _control(self, method: str, path: str, payload: Any = None) -> Any:
-        response = httpx.request(method, f"{self.url}/_sandbox/{path}", json=payload, timeout=10)
+        if self._http is None:  # one pooled client: a new httpx client per call costs ~70 ms
+            self._http = httpx.Client(timeout=10)
+        response = self._http.request(method, f"{self.url}/_sandbox/{path}", json=payload)
         if response.status_code >= 400:
             raise SandboxError(f"{method} /_sandbox/{path}: {response.status_code} {response.text}")
         return response.json()
