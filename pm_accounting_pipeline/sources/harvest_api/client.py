@@ -104,6 +104,9 @@ class HarvestClientConfig:
     base_url: str = HARVEST_BASE_URL
     user_agent: str = DEFAULT_USER_AGENT
     rate_limit: str = "100/15s"
+    # Every request is kept this much further than the period from the one `limit` requests before
+    # it, so network jitter cannot push the server's count (taken at arrival) over its limit.
+    limiter_margin_ms: int = 50
     per_page: int = 2000
     connect_timeout_s: float = 10.0
     read_timeout_s: float = 60.0
@@ -151,12 +154,13 @@ _BREAKERS: dict[tuple[str, str], pybreaker.CircuitBreaker] = {}
 
 
 def _limiter_for(config: HarvestClientConfig) -> Limiter:
-    key = (config.base_url, str(config.account_id), config.rate_limit)
+    key = (config.base_url, str(config.account_id), f"{config.rate_limit}+{config.limiter_margin_ms}ms")
     with _SHARED_LOCK:
         if key not in _LIMITERS:
             limit = RateLimit.parse(config.rate_limit)
-            rate = Rate(limit.requests, max(1, round(limit.period_s * Duration.SECOND.value)))
-            _LIMITERS[key] = Limiter(InMemoryBucket([rate]), buffer_ms=50)
+            period_ms = max(1, round(limit.period_s * Duration.SECOND.value)) + config.limiter_margin_ms
+            # pyrate's own buffer only delays requests that had to wait; the margin above covers all.
+            _LIMITERS[key] = Limiter(InMemoryBucket([Rate(limit.requests, period_ms)]), buffer_ms=5)
         return _LIMITERS[key]
 
 
