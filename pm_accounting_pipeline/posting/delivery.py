@@ -55,6 +55,8 @@ class DeliverySettings:
     respect_rate_limits: bool = True
     time_budget_s: float | None = None
     fetch_size: int = 1000
+    # Scales in-run waits on Retry-After (1.0 in production; the chaos harness shrinks it to stay fast).
+    retry_after_scale: float = 1.0
     seed: int | None = None
 
 
@@ -120,7 +122,10 @@ def breaker_for(target: str, settings: DeliverySettings) -> pybreaker.CircuitBre
         if b is None or b.fail_max != settings.breaker_fail_max or b.reset_timeout != settings.breaker_reset_s:
             # Only transient failures say the target is unwell; a refused document does not.
             b = pybreaker.CircuitBreaker(fail_max=settings.breaker_fail_max, reset_timeout=settings.breaker_reset_s,
-                                         exclude=[PermanentSendError, TargetUnavailableError], name=target)
+                                         exclude=[PermanentSendError, TargetUnavailableError], name=target,
+                                         # Re-raise the real failure when tripping: that request WAS sent
+                                         # (its answer may be lost), unlike a call refused by an open circuit.
+                                         throw_new_error_on_trip=False)
             _BREAKERS[target] = b
         return b
 
@@ -246,21 +251,31 @@ class Deliverer:
                 report.stopped_reason = "kill switch: " + "; ".join(state.reasons)
                 return False
         is_batch = len(chunk) > 1 or request_id != chunk[0].idempotency_key
-        outbox.claim(self.store, chunk, request_id if is_batch else None, self.clock())
+        # The request id is pinned on every row before sending: until the target answers, these rows
+        # are only ever sent again together, under this id.
+        outbox.claim(self.store, chunk, request_id, self.clock())
+        sent = [False]
         try:
-            results = self._send_with_retries(chunk, request_id, is_batch, report)
+            results = self._send_with_retries(chunk, request_id, is_batch, report, sent)
         except pybreaker.CircuitBreakerError as exc:
-            retry_at = self.clock() + timedelta(seconds=self.settings.breaker_reset_s)
-            outbox.release(self.store, chunk, f"circuit open: {exc}", retry_at, self.clock())
-            report.released += len(chunk)
             report.stopped_reason = f"circuit breaker open for {self.adapter.name}"
-            return False
+            if not sent[0]:
+                retry_at = self.clock() + timedelta(seconds=self.settings.breaker_reset_s)
+                outbox.release(self.store, chunk, f"circuit open: {exc}", retry_at, self.clock())
+                report.released += len(chunk)
+                return False
+            # An earlier try of this very request went out and its fate is unknown: keep the rows
+            # pinned to the request id and let the back-off bring them round again.
+            results = [SendResult(i.outbox_id, Outcome.TRANSIENT, error=f"circuit open after a try: {exc}",
+                                  request=i.payload) for i in chunk]
         except TargetUnavailableError as exc:
-            outbox.release(self.store, chunk, str(exc), self.clock(), self.clock())
-            report.released += len(chunk)
             report.stopped_reason = str(exc)
             report.errors.append(str(exc))
-            return False
+            if not sent[0]:
+                outbox.release(self.store, chunk, str(exc), self.clock(), self.clock())
+                report.released += len(chunk)
+                return False
+            results = [SendResult(i.outbox_id, Outcome.TRANSIENT, error=str(exc), request=i.payload) for i in chunk]
         except TransientSendError as exc:
             results = [SendResult(i.outbox_id, Outcome.TRANSIENT, status_code=exc.status, error=str(exc),
                                   response=exc.response, request=i.payload, retry_after=exc.retry_after)
@@ -271,8 +286,12 @@ class Deliverer:
         return report.stopped_reason is None
 
     def _send_with_retries(self, chunk: list[OutboxItem], request_id: str, is_batch: bool,
-                           report: DeliveryReport) -> list[SendResult]:
+                           report: DeliveryReport, sent: list[bool]) -> list[SendResult]:
         tries = 0
+
+        def call() -> list[SendResult]:
+            sent[0] = True
+            return self.adapter.send(chunk, request_id)
 
         def retry_hook(exc: Exception) -> bool | float:
             nonlocal tries
@@ -283,7 +302,7 @@ class Deliverer:
                 if exc.retry_after > self.settings.max_retry_after_s:
                     return False
                 # Honour Retry-After exactly; the throttle makes every later request wait too.
-                self.throttle.back_off(exc.retry_after)
+                self.throttle.back_off(exc.retry_after * self.settings.retry_after_scale)
                 return 0.0
             return self._full_jitter(tries, self.settings.backoff_base_s, self.settings.backoff_cap_s)
 
@@ -292,7 +311,7 @@ class Deliverer:
             with attempt:
                 self.throttle.acquire(is_batch)
                 report.requests += 1
-                return self.breaker.call(self.adapter.send, chunk, request_id)
+                return self.breaker.call(call)
         raise AssertionError("stamina.retry_context yields until success or re-raises")
 
     def _settle(self, report: DeliveryReport, chunk: list[OutboxItem], results: list[SendResult]) -> None:

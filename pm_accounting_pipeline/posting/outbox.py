@@ -262,6 +262,11 @@ def enqueue_documents(
         store.insert_frame("documents", registry)
         outbox, failures = _outbox_rows(registry, renderers, now)
         store.insert_frame("outbox", outbox)
+        store.insert_frame("sync_records", outbox.select(
+            "doc_uid", "target", "document_id", "document_kind", "entity",
+            pl.lit(None, dtype=pl.String).alias("remote_id"), pl.lit(0, dtype=pl.Int32).alias("attempts"),
+            *[pl.lit(None, dtype=pl.Datetime("us")).alias(c) for c in
+              ("first_attempt_at", "last_attempt_at", "posted_at")]))
         for row, error in failures:
             _dead_letter(store, row, "render", error, request=None, response=None, now=now)
         result.render_failures = len(failures)
@@ -439,8 +444,13 @@ def oldest_backlog_age_seconds(store: PostingStore, now: datetime | None = None)
 
 # --- state changes (each one committed before the next network call) ------------------------------
 
-def claim(store: PostingStore, items: Sequence[OutboxItem], batch: str | None, now: datetime) -> None:
-    """Mark rows in flight, count the attempt and remember the request id, in one committed step."""
+def claim(store: PostingStore, items: Sequence[OutboxItem], request_id: str, now: datetime) -> None:
+    """Mark rows in flight, count the attempt and pin the request id, in one committed step.
+
+    `batch_key` holds the request id a row was sent under (its own key for a single request) until
+    the target answers for it; until then the row is only ever re-sent within that same request.
+    """
+    batch = request_id
     ids = [i.outbox_id for i in items]
     with store.transaction():
         store.execute(
@@ -454,13 +464,11 @@ def claim(store: PostingStore, items: Sequence[OutboxItem], batch: str | None, n
             [now, batch, ids],
         )
         store.execute(
-            "INSERT INTO {s}.sync_records (doc_uid, target, document_id, document_kind, entity, remote_id, "
-            "attempts, first_attempt_at, last_attempt_at, posted_at) "
-            "SELECT doc_uid, target, document_id, document_kind, entity, NULL, 1, ?, ?, NULL "
-            "FROM {s}.outbox WHERE outbox_id = ANY(?) "
-            "ON CONFLICT (doc_uid, target) DO UPDATE SET attempts = {s}.sync_records.attempts + 1, "
-            "last_attempt_at = excluded.last_attempt_at",
-            [now, now, ids],
+            "UPDATE {s}.sync_records SET attempts = {s}.sync_records.attempts + 1, "
+            "first_attempt_at = coalesce({s}.sync_records.first_attempt_at, o.updated_at), "
+            "last_attempt_at = o.updated_at FROM {s}.outbox o WHERE o.outbox_id = ANY(?) "
+            "AND {s}.sync_records.doc_uid = o.doc_uid AND {s}.sync_records.target = o.target",
+            [ids],
         )
 
 
@@ -477,56 +485,87 @@ def record_attempt_keys(store: PostingStore, items: Sequence[OutboxItem], reques
 
 
 def _finish_attempts(store: PostingStore, results: Sequence[SendResult], now: datetime) -> None:
-    for r in results:
-        store.execute(
-            "UPDATE {s}.attempts SET outcome = ?, status_code = ?, error = ?, finished_at = ? "
-            "WHERE outbox_id = ? AND attempt_no = (SELECT attempts FROM {s}.outbox WHERE outbox_id = ?)",
-            [r.outcome.value, r.status_code, r.error, now, r.outbox_id, r.outbox_id],
-        )
+    if not results:
+        return
+    store.execute(
+        "UPDATE {s}.attempts SET outcome = x.outcome, status_code = x.status_code, error = x.error, "
+        "finished_at = x.finished_at FROM (SELECT CAST(? AS TIMESTAMP) AS finished_at, "
+        "unnest(CAST(? AS TEXT[])) AS outbox_id, unnest(CAST(? AS TEXT[])) AS outcome, "
+        "unnest(CAST(? AS INTEGER[])) AS status_code, unnest(CAST(? AS TEXT[])) AS error) x, {s}.outbox o "
+        "WHERE {s}.attempts.outbox_id = x.outbox_id AND o.outbox_id = x.outbox_id "
+        "AND {s}.attempts.attempt_no = o.attempts",
+        [now, [r.outbox_id for r in results], [r.outcome.value for r in results],
+         [r.status_code for r in results], [r.error for r in results]],
+    )
 
 
 def mark_posted(store: PostingStore, results: Sequence[SendResult], now: datetime) -> None:
+    if not results:
+        return
+    ids = [r.outbox_id for r in results]
+    remote = [r.remote_id for r in results]
     with store.transaction():
         _finish_attempts(store, results, now)
-        for r in results:
-            store.execute(
-                "UPDATE {s}.outbox SET status = 'posted', remote_id = ?, last_error = NULL, "
-                "next_attempt_at = NULL, updated_at = ? WHERE outbox_id = ?",
-                [r.remote_id, now, r.outbox_id],
-            )
-            store.execute(
-                "UPDATE {s}.sync_records SET remote_id = ?, posted_at = ?, last_attempt_at = ? "
-                "WHERE (doc_uid, target) IN (SELECT doc_uid, target FROM {s}.outbox WHERE outbox_id = ?)",
-                [r.remote_id, now, now, r.outbox_id],
-            )
+        store.execute(
+            "UPDATE {s}.outbox SET status = 'posted', remote_id = x.remote_id, last_error = NULL, "
+            "next_attempt_at = NULL, updated_at = x.at FROM (SELECT CAST(? AS TIMESTAMP) AS at, "
+            "unnest(CAST(? AS TEXT[])) AS outbox_id, "
+            "unnest(CAST(? AS TEXT[])) AS remote_id) x WHERE {s}.outbox.outbox_id = x.outbox_id",
+            [now, ids, remote],
+        )
+        store.execute(
+            "UPDATE {s}.sync_records SET remote_id = o.remote_id, posted_at = o.updated_at, "
+            "last_attempt_at = o.updated_at FROM {s}.outbox o WHERE o.outbox_id = ANY(?) "
+            "AND {s}.sync_records.doc_uid = o.doc_uid AND {s}.sync_records.target = o.target",
+            [ids],
+        )
 
 
 def mark_transient(store: PostingStore, results: Sequence[SendResult], next_attempt_at: dict[str, datetime],
                    now: datetime) -> None:
+    if not results:
+        return
     with store.transaction():
         _finish_attempts(store, results, now)
-        for r in results:
-            store.execute(
-                "UPDATE {s}.outbox SET status = 'failed_transient', last_error = ?, next_attempt_at = ?, "
-                "updated_at = ? WHERE outbox_id = ?",
-                [r.error, next_attempt_at[r.outbox_id], now, r.outbox_id],
-            )
+        store.execute(
+            "UPDATE {s}.outbox SET status = 'failed_transient', last_error = x.error, "
+            "next_attempt_at = x.next_at, updated_at = x.at FROM (SELECT CAST(? AS TIMESTAMP) AS at, "
+            "unnest(CAST(? AS TEXT[])) AS outbox_id, "
+            "unnest(CAST(? AS TEXT[])) AS error, unnest(CAST(? AS TIMESTAMP[])) AS next_at) x "
+            "WHERE {s}.outbox.outbox_id = x.outbox_id",
+            [now, [r.outbox_id for r in results], [r.error for r in results],
+             [next_attempt_at[r.outbox_id] for r in results]],
+        )
 
 
 def release(store: PostingStore, items: Sequence[OutboxItem], error: str, retry_at: datetime,
             now: datetime) -> None:
-    """Give claimed rows back without having sent them (circuit open, kill switch flipped)."""
+    """Give claimed rows back without having sent them (circuit open, target refusing us).
+
+    The claim is undone: the attempt is forgotten and each row gets back the request id it had before
+    (none for rows that were never sent), so nothing pins it to a request that never went out.
+    """
+    if not items:
+        return
+    ids = [i.outbox_id for i in items]
     with store.transaction():
         store.execute(
-            "UPDATE {s}.outbox SET status = 'failed_transient', attempts = attempts - 1, last_error = ?, "
-            "next_attempt_at = ?, updated_at = ? WHERE outbox_id = ANY(?) AND status = 'in_flight'",
-            [error, retry_at, now, [i.outbox_id for i in items]],
+            "UPDATE {s}.outbox SET status = 'failed_transient', attempts = attempts - 1, last_error = x.error, "
+            "next_attempt_at = x.retry_at, updated_at = x.at, batch_key = x.prev FROM (SELECT "
+            "CAST(? AS TEXT) AS error, CAST(? AS TIMESTAMP) AS retry_at, CAST(? AS TIMESTAMP) AS at, "
+            "unnest(CAST(? AS TEXT[])) AS outbox_id, unnest(CAST(? AS TEXT[])) AS prev) x "
+            "WHERE {s}.outbox.outbox_id = x.outbox_id AND {s}.outbox.status = 'in_flight'",
+            [error, retry_at, now, ids, [i.batch_key for i in items]],
         )
         store.execute(
             "DELETE FROM {s}.attempts WHERE outcome IS NULL AND outbox_id = ANY(?) AND attempt_no > "
             "(SELECT o.attempts FROM {s}.outbox o WHERE o.outbox_id = {s}.attempts.outbox_id)",
-            [[i.outbox_id for i in items]],
+            [ids],
         )
+        store.execute(
+            "UPDATE {s}.sync_records SET attempts = {s}.sync_records.attempts - 1 FROM {s}.outbox o "
+            "WHERE o.outbox_id = ANY(?) AND {s}.sync_records.doc_uid = o.doc_uid "
+            "AND {s}.sync_records.target = o.target", [ids])
 
 
 def mark_dead(store: PostingStore, results: Sequence[SendResult], reason: str, now: datetime,

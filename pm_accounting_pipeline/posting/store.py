@@ -261,8 +261,14 @@ class PostingStore(ABC):
             for stmt in DDL.split(";"):
                 if stmt.strip():
                     self._raw_execute(self.sql(stmt), None)
-            for stmt in INDEXES:
-                self._raw_execute(self.sql(stmt), None)
+            if self.dialect == "postgres":
+                # DuckDB's zone maps serve these scans; an ART index would only slow its updates down.
+                for stmt in INDEXES:
+                    self._raw_execute(self.sql(stmt), None)
+
+    def migrate_and_close(self) -> None:
+        self.migrate()
+        self.close()
 
     def __enter__(self) -> PostingStore:
         return self

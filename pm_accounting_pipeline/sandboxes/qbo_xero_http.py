@@ -16,6 +16,7 @@ import hashlib
 import json
 import random
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -324,6 +325,8 @@ def _handler_for(sandbox: AccountingSandbox) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         server_version = f"{sandbox.vendor}-sandbox"
+        # Headers and body go out in separate writes; without this, Nagle plus delayed ACKs stall each answer.
+        disable_nagle_algorithm = True
 
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
             return
@@ -429,6 +432,13 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
     request_queue_size = 64
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that hung up (timeout, lost answer on purpose) is part of the game, not an error.
+        exc = sys.exc_info()[1]
+        if isinstance(exc, ConnectionError | TimeoutError):
+            return
+        super().handle_error(request, client_address)
 
 
 def start(sandbox: AccountingSandbox, host: str, port: int) -> SandboxHandle:

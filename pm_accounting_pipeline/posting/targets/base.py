@@ -10,9 +10,11 @@ is to blame.
 from __future__ import annotations
 
 import gzip
+import ssl
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cache
 from decimal import ROUND_HALF_EVEN, Decimal, localcontext
 from typing import Any
 
@@ -75,6 +77,10 @@ class TargetAdapter(ABC):
     def send(self, items: Sequence[OutboxItem], request_id: str) -> list[SendResult]:
         """Send items (one request when there is a bulk endpoint) and report per item."""
 
+    @abstractmethod
+    def payload_total(self, payload: dict[str, Any]) -> tuple[str, int]:
+        """(currency, total in minor units) of a rendered payload, measured as `remote_documents` measures."""
+
     def remote_documents(self, entities: Sequence[str]) -> pl.DataFrame:
         """What the target holds (schema REMOTE_SCHEMA), for reconciliation."""
         return pl.DataFrame(schema=REMOTE_SCHEMA)
@@ -113,6 +119,12 @@ def functional_rate(content: dict[str, Any]) -> Decimal:
 
 # --- HTTP -----------------------------------------------------------------------------------------------
 
+@cache
+def _ssl_context() -> ssl.SSLContext:
+    # Loading the CA bundle costs ~80 ms; one context serves every client of the process.
+    return ssl.create_default_context()
+
+
 class HttpTarget(TargetAdapter):
     """httpx client with bearer auth, gzip request bodies above a threshold, vendor error classes."""
 
@@ -126,6 +138,7 @@ class HttpTarget(TargetAdapter):
             headers={"Authorization": f"Bearer {token}", "Accept": "application/json",
                      "Accept-Encoding": "gzip"},
             transport=transport,
+            verify=_ssl_context(),
         )
 
     def close(self) -> None:

@@ -58,6 +58,9 @@ class GeneralLedgerTarget(TargetAdapter):
             "lines": lines,
         }
 
+    def payload_total(self, payload: dict[str, Any]) -> tuple[str, int]:
+        return payload["currency"], sum(int(x["debit_minor"]) for x in payload["lines"])
+
     def send(self, items: Sequence[OutboxItem], request_id: str) -> list[SendResult]:
         results: list[SendResult] = []
         with self.store.transaction():
@@ -96,15 +99,25 @@ class GeneralLedgerTarget(TargetAdapter):
                     [item.idempotency_key, gl_id, p["doc_uid"], p["document_id"], p["kind"], p["entity"],
                      p["date"], p["currency"], debit, item.payload_hash, utcnow()],
                 )
-                for x in lines:
-                    self.store.execute(
-                        "INSERT INTO {s}.gl_lines (gl_entry_id, line_no, entity, posting_date, account, "
-                        "account_role, currency, debit_minor, credit_minor, functional_currency, "
-                        "functional_debit, functional_credit, customer_ref) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                        [gl_id, x["line_no"], p["entity"], p["date"], x["account"], x["account_role"],
-                         p["currency"], x["debit_minor"], x["credit_minor"], p["functional_currency"],
-                         Decimal(x["functional_debit"]), Decimal(x["functional_credit"]), x.get("customer_ref")],
-                    )
+                self.store.execute(
+                    "INSERT INTO {s}.gl_lines (gl_entry_id, line_no, entity, posting_date, account, account_role, "
+                    "currency, debit_minor, credit_minor, functional_currency, functional_debit, functional_credit, "
+                    "customer_ref) SELECT x.gl_entry_id, x.line_no, x.entity, x.posting_date, x.account, "
+                    "x.account_role, x.currency, x.debit_minor, x.credit_minor, x.functional_currency, "
+                    "CAST(x.functional_debit AS DECIMAL(18, 3)), CAST(x.functional_credit AS DECIMAL(18, 3)), "
+                    "x.customer_ref FROM (SELECT CAST(? AS TEXT) AS gl_entry_id, CAST(? AS TEXT) AS entity, "
+                    "CAST(? AS DATE) AS posting_date, CAST(? AS TEXT) AS currency, "
+                    "CAST(? AS TEXT) AS functional_currency, unnest(CAST(? AS INTEGER[])) AS line_no, "
+                    "unnest(CAST(? AS TEXT[])) AS account, unnest(CAST(? AS TEXT[])) AS account_role, "
+                    "unnest(CAST(? AS BIGINT[])) AS debit_minor, unnest(CAST(? AS BIGINT[])) AS credit_minor, "
+                    "unnest(CAST(? AS TEXT[])) AS functional_debit, unnest(CAST(? AS TEXT[])) AS functional_credit, "
+                    "unnest(CAST(? AS TEXT[])) AS customer_ref) x",
+                    [gl_id, p["entity"], p["date"], p["currency"], p["functional_currency"],
+                     [int(x["line_no"]) for x in lines], [x["account"] for x in lines],
+                     [x["account_role"] for x in lines], [int(x["debit_minor"]) for x in lines],
+                     [int(x["credit_minor"]) for x in lines], [str(x["functional_debit"]) for x in lines],
+                     [str(x["functional_credit"]) for x in lines], [x.get("customer_ref") for x in lines]],
+                )
                 results.append(SendResult(item.outbox_id, Outcome.POSTED, remote_id=gl_id, status_code=201))
         return results
 

@@ -129,6 +129,17 @@ class QboTarget(HttpTarget):
                 })
         return lines
 
+    def payload_total(self, payload: dict[str, Any]) -> tuple[str, int]:
+        body = payload["body"]
+        currency = body["CurrencyRef"]["value"]
+        if payload["type"] == "JournalEntry":
+            total = sum((Decimal(str(x["Amount"])) for x in body["Line"]
+                         if x["JournalEntryLineDetail"]["PostingType"] == "Debit"), Decimal(0))
+        else:
+            total = sum((Decimal(str(x["Amount"])) for x in body["Line"]), Decimal(0))
+            total += Decimal(str((body.get("TxnTaxDetail") or {}).get("TotalTax", 0)))
+        return currency, Money(total, currency).to_minor()
+
     # -- sending ---------------------------------------------------------------------------------------
     def group_key(self, item: OutboxItem) -> str:
         return str(item.payload.get("realm", item.entity))

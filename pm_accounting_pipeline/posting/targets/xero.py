@@ -160,6 +160,19 @@ class XeroTarget(HttpTarget):
             })
         return lines
 
+    def payload_total(self, payload: dict[str, Any]) -> tuple[str, int]:
+        body = payload["body"]
+        if payload["collection"] == "ManualJournals":
+            # Manual journals are in the organisation's base currency, which the payload does not name:
+            # compared as thousandths of the base currency, as `remote_documents` reads them back.
+            total = sum((Decimal(str(x["LineAmount"])) for x in body["JournalLines"]
+                         if Decimal(str(x["LineAmount"])) > 0), Decimal(0))
+            return "", int(total.scaleb(3).to_integral_value())
+        currency = body["CurrencyCode"]
+        total = sum((Decimal(str(x["LineAmount"])) + Decimal(str(x.get("TaxAmount", 0))) for x in body["LineItems"]),
+                    Decimal(0))
+        return currency, Money(total, currency).to_minor()
+
     # -- sending -------------------------------------------------------------------------------------------
     def group_key(self, item: OutboxItem) -> str:
         return f"{item.payload.get('tenant', item.entity)}/{item.payload.get('collection', '')}"
