@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -43,6 +46,20 @@ def make_demo_env(root: Path, **overrides: object) -> DemoEnv:
     return DemoEnv(data_dir, config, ds, cfg, exports)
 
 
+@contextmanager
+def fast_instance() -> Iterator[object]:
+    """A throwaway Dagster instance with the project's fast SQLite event log (lib/instance.py)."""
+    import dagster as dg
+
+    from pm_accounting_pipeline.lib.instance import storage_overrides
+
+    with (
+        tempfile.TemporaryDirectory() as home,
+        dg.instance_for_test(overrides=storage_overrides(Path(home)), temp_dir=home) as instance,
+    ):
+        yield instance
+
+
 @pytest.fixture(scope="session")
 def demo_env(tmp_path_factory: pytest.TempPathFactory) -> DemoEnv:
     return make_demo_env(tmp_path_factory.mktemp("demo"))
@@ -51,11 +68,10 @@ def demo_env(tmp_path_factory: pytest.TempPathFactory) -> DemoEnv:
 @pytest.fixture(scope="session")
 def demo_run(demo_env: DemoEnv, tmp_path_factory: pytest.TempPathFactory):
     """The small demo, run end to end once (daily layers, billing, analytics) on an ephemeral instance."""
-    import dagster as dg
 
     from pm_accounting_pipeline.lib.runner import run_range
 
-    with dg.instance_for_test() as instance:
+    with fast_instance() as instance:
         outcome = run_range(
             demo_env.data_dir,
             demo_env.config,

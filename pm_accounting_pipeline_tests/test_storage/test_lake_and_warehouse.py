@@ -122,7 +122,7 @@ def test_analyst_queries_while_a_backfill_runs_and_parallel_entity_runs_do_not_c
     try:
         procs = [
             subprocess.Popen(
-                cli + ["run", "--start", "2026-09-01", "--end", "2026-09-30", "--entity", e],
+                [*cli, "run", "--start", "2026-09-01", "--end", "2026-09-30", "--entity", e],
                 env=env,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
@@ -143,12 +143,12 @@ def test_analyst_queries_while_a_backfill_runs_and_parallel_entity_runs_do_not_c
 
 
 def test_rerunning_the_same_partitions_gives_byte_identical_files(copied_env) -> None:
-    import dagster as dg
+    from pm_accounting_pipeline_tests.conftest import fast_instance
 
     from pm_accounting_pipeline.lib.runner import run_range
 
     start, end = copied_env.demo_config.start, copied_env.demo_config.end
-    with dg.instance_for_test() as instance:
+    with fast_instance() as instance:
         first = run_range(copied_env.data_dir, copied_env.config, start, end, instance=instance)
         assert first.success
         before = _lake_digest(copied_env.data_dir / "lake")

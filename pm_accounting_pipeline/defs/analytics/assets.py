@@ -5,8 +5,6 @@ The views are evaluated in an in-memory DuckDB over the same Parquet files, neve
 `warehouse.duckdb`, so nothing here waits on (or takes) that file's lock.
 """
 
-from __future__ import annotations
-
 import dagster as dg
 import polars as pl
 

@@ -4,8 +4,6 @@ Every entry is checked for balance (transaction, functional and reporting curren
 written; an unbalanced batch fails the step and nothing of it is stored.
 """
 
-from __future__ import annotations
-
 import calendar
 from datetime import date, timedelta
 

@@ -1,8 +1,6 @@
 """Checks on the whole ledger that run after it changes: the great-expectations suite, whose
 rendered results (Data Docs) land in `<data>/reports/gx/index.html`."""
 
-from __future__ import annotations
-
 import dagster as dg
 
 from pm_accounting_pipeline.defs.ledger.assets import ACCRUALS

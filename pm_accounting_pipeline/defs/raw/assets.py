@@ -1,7 +1,5 @@
 """The raw time-entry asset: landing files of an entity, routed to (work date, entity) partitions."""
 
-from __future__ import annotations
-
 import dagster as dg
 import polars as pl
 

@@ -5,8 +5,6 @@ They share one shape, so one builder makes all three: what differs is the core f
 tables and the contract.
 """
 
-from __future__ import annotations
-
 from collections.abc import Callable
 from dataclasses import dataclass
 
