@@ -1,10 +1,10 @@
 """The project-local Dagster instance: DAGSTER_HOME under the data folder unless set.
 
-The embedded default is Dagster's SQLite storage with one change: the event log opens its SQLite
-files with `synchronous=NORMAL` (still WAL). Dagster's stock setting fsyncs on every commit and
-writes several commits per event; a single-run backfill records one materialisation per partition
-per asset, so on an ordinary disk (about 26 ms per fsync here) a two-month demo spent minutes in
-fsync alone. In WAL mode NORMAL stays consistent after a crash of the process; only a power loss
+The embedded default is Dagster's SQLite storage with one change: the event log keeps one open
+connection per SQLite file with `synchronous=NORMAL` (still WAL). Dagster's stock storage opens and
+closes a connection for every event (closing a WAL database checkpoints it) and fsyncs every
+commit; a single-run backfill records one materialisation per partition per asset, so a two-month
+demo spent minutes in fsync alone. In WAL mode NORMAL stays consistent after a crash of the process; only a power loss
 can drop the last moments of run history, which is acceptable for a local instance and is why
 production uses PostgreSQL (`deploy/dagster.yaml`).
 """
@@ -12,6 +12,7 @@ production uses PostgreSQL (`deploy/dagster.yaml`).
 from __future__ import annotations
 
 import os
+from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,7 +23,9 @@ import sqlalchemy as sa
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
 from dagster._core.storage.sqlite import SQLITE_BUSY_TIMEOUT_SECONDS
 from sqlalchemy.engine import Connection
-from sqlalchemy.pool import NullPool
+from sqlalchemy.pool import StaticPool
+
+MAX_OPEN_SHARDS = 16
 
 
 def _pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -38,21 +41,39 @@ class FastSqliteEventLogStorage(SqliteEventLogStorage):
     def from_config_value(cls, inst_data: Any, config_value: Any) -> FastSqliteEventLogStorage:
         return cls(inst_data=inst_data, **config_value)
 
+    def _engine(self, shard: str) -> sa.Engine:
+        engines: OrderedDict[str, sa.Engine] = self.__dict__.setdefault("_fast_engines", OrderedDict())
+        engine = engines.get(shard)
+        if engine is not None:
+            engines.move_to_end(shard)
+        else:
+            # One pooled connection per shard: closing the last connection to a WAL database
+            # checkpoints it (an fsync), which Dagster's NullPool did after every event.
+            engine = sa.create_engine(
+                self.conn_string_for_shard(shard),
+                poolclass=StaticPool,
+                connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS, "check_same_thread": False},
+            )
+            sa.event.listen(engine, "connect", _pragmas)
+            engines[shard] = engine
+            while len(engines) > MAX_OPEN_SHARDS:  # a long-lived webserver reads many run shards
+                engines.popitem(last=False)[1].dispose()
+        return engine
+
     @contextmanager
     def _connect(self, shard: str) -> Iterator[Connection]:
         with self._db_lock:
-            engine = sa.create_engine(
-                self.conn_string_for_shard(shard),
-                poolclass=NullPool,
-                connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS},
-            )
-            sa.event.listen(engine, "connect", _pragmas)
+            engine = self._engine(shard)
             if shard not in self._initialized_dbs:
                 self._initdb(engine)
                 self._initialized_dbs.add(shard)
             with engine.connect() as conn, conn.begin():
                 yield conn
+
+    def dispose(self) -> None:
+        for engine in self.__dict__.get("_fast_engines", {}).values():
             engine.dispose()
+        super().dispose()
 
 
 def storage_overrides(home: Path) -> dict[str, Any]:
