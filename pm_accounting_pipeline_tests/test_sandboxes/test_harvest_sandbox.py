@@ -159,13 +159,16 @@ def test_requests_without_the_right_token_and_account_get_401(sandbox, headers):
 
 
 def test_missing_user_agent_is_a_400():
-    with serve(port=0, token=TOKEN, account_id=US_ACCOUNT, dataset=small_dataset(entries=2)) as sandbox:
-        with socket.create_connection(("127.0.0.1", int(sandbox.url.rsplit(":", 1)[1]))) as sock:
-            sock.sendall(
-                f"GET /v2/users HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n"
-                f"Harvest-Account-Id: {US_ACCOUNT}\r\nConnection: close\r\n\r\n".encode()
-            )
-            reply = sock.makefile("rb").read().decode()
+    with (
+        serve(port=0, token=TOKEN, account_id=US_ACCOUNT, dataset=small_dataset(entries=2)) as sandbox,
+        socket.create_connection(("127.0.0.1", int(sandbox.url.rsplit(":", 1)[1]))) as sock,
+    ):
+        # httpx always sends a User-Agent, so this request is written by hand.
+        sock.sendall(
+            f"GET /v2/users HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n"
+            f"Harvest-Account-Id: {US_ACCOUNT}\r\nConnection: close\r\n\r\n".encode()
+        )
+        reply = sock.makefile("rb").read().decode()
     assert reply.startswith("HTTP/1.1 400") and "User-Agent" in reply
 
 
@@ -177,9 +180,11 @@ def test_bad_parameters_are_422(sandbox):
 
 
 def test_gzip_is_sent_when_accepted(sandbox):
-    with httpx.Client(headers={**HEADERS, "Accept-Encoding": "gzip"}) as client:
-        with client.stream("GET", f"{sandbox.url}/v2/time_entries") as response:
-            raw = b"".join(response.iter_raw())
+    with (
+        httpx.Client(headers={**HEADERS, "Accept-Encoding": "gzip"}) as client,
+        client.stream("GET", f"{sandbox.url}/v2/time_entries") as response,
+    ):
+        raw = b"".join(response.iter_raw())
     assert response.headers["content-encoding"] == "gzip"
     assert json.loads(gzip.decompress(raw))["total_entries"] == 40
     plain = _get(sandbox, "/v2/time_entries", headers={**HEADERS, "Accept-Encoding": "identity"})

@@ -15,6 +15,7 @@ from pm_accounting_pipeline.sources.harvest_api.client import (
     HarvestClient,
     HarvestClientConfig,
     RetryPolicy,
+    reset_shared_state,
 )
 from pm_accounting_pipeline.sources.harvest_api.sync import AccountSpec, SyncConfig
 from pm_accounting_pipeline_tests.test_sources.harvest_dataset import (
@@ -26,6 +27,12 @@ from pm_accounting_pipeline_tests.test_sources.harvest_dataset import (
 
 FAST_RETRY = RetryPolicy(attempts=12, timeout_s=60, wait_initial_s=0.005, wait_max_s=0.02)
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_limiters_and_breakers() -> None:
+    # They are shared per (server, account); a port reused by a later test must not inherit them.
+    reset_shared_state()
 
 
 @pytest.fixture(autouse=True)

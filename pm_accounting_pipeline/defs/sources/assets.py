@@ -4,8 +4,6 @@ It reads the synced store (the sensor keeps it current) rather than calling the 
 so a backfill over many days costs no API budget; an account that was never synced is synced first.
 """
 
-from __future__ import annotations
-
 import os
 from datetime import date
 from pathlib import Path

@@ -182,6 +182,13 @@ def _breaker_for(config: HarvestClientConfig) -> pybreaker.CircuitBreaker:
         return _BREAKERS[key]
 
 
+def reset_shared_state() -> None:
+    """Forget every shared limiter and breaker (tests that reuse a port start from a clean slate)."""
+    with _SHARED_LOCK:
+        _LIMITERS.clear()
+        _BREAKERS.clear()
+
+
 def _retry_after_seconds(value: str | None) -> float:
     """`Retry-After` as seconds (delta-seconds or an HTTP date); 1 s when absent or unreadable."""
     if not value:
