@@ -756,11 +756,11 @@ def _harvest_settings(mapping_yaml: str) -> dict[str, tuple[str, str]]:
     return out
 
 
-def _render(ds: DemoDataset) -> pl.DataFrame:
-    """Every time entry as Harvest CSV text columns (locale-neutral parts) plus helper columns."""
+def _render(ds: DemoDataset, te: pl.DataFrame) -> pl.DataFrame:
+    """Time entries as Harvest CSV text columns (locale-neutral parts) plus helper columns."""
     clients, projects, tasks, users = ds.clients, ds.projects, ds.tasks, ds.users
-    te = ds.time_entries
-    digits = {c: minor_digits(c) for c in [*te["currency"].unique().to_list(), "USD", "GBP", "EUR"]}
+    currencies = {*ds.clients["currency"].to_list(), *ds.entities["functional_currency"].to_list()}
+    digits = {c: minor_digits(c) for c in sorted(currencies)}
     fc = dict(zip(ds.entities["entity"].to_list(), ds.entities["functional_currency"].to_list(), strict=True))
 
     def lookup(col: str, frame: pl.DataFrame, key: str, value: str) -> pl.Expr:
@@ -911,61 +911,68 @@ def _write_atomic(frame: pl.DataFrame, path: Path) -> None:
     os.replace(tmp, path)
 
 
+_MANIFEST_SCHEMA = {"file": pl.String, "source_row": pl.Int64, "kind": pl.String, "detail": pl.String}
+
+
 def _write_csvs(ds: DemoDataset, landing_dir: Path, config: DemoConfig) -> tuple[list[Path], pl.DataFrame]:
+    """Render and write file by file (one file's text in memory at a time) and inject malformed rows.
+
+    In-place kinds overwrite a value of a random row. A `duplicate_row` is a row of the entity's
+    previous month's export appended again (overlapping export windows); the first month's duplicate
+    quota therefore goes to the second month, and an entity with a single file repeats its own rows.
+    """
     settings = _harvest_settings(ds.mapping_yaml)
     rng = np.random.default_rng([config.seed, 0x0C5F])  # its own stream: rendering never shifts the data
-    rendered = _render(ds).with_columns(pl.col("spent_date").dt.truncate("1mo").alias("_month"))
+    te_all = ds.time_entries.with_columns(pl.col("spent_date").dt.truncate("1mo").alias("_month"))
     paths: list[Path] = []
     manifest: list[pl.DataFrame] = []
     file_no = 0
     for entity in ds.entities["entity"].to_list():
         date_format, dec = settings.get(entity, ("auto", "."))
-        ent_rows = rendered.filter(pl.col("entity") == entity)
-        months = ent_rows["_month"].unique().sort().to_list()
+        te_ent = te_all.filter(pl.col("entity") == entity)
+        heights = te_ent.group_by("_month").len().sort("_month")
+        months, sizes = heights["_month"].to_list(), heights["len"].to_list()
         if not months:
             continue
         (landing_dir / entity).mkdir(parents=True, exist_ok=True)
-        frames: list[pl.DataFrame] = []
-        plans: list[dict[str, np.ndarray]] = []
-        for month in months:
-            part = _localise(ent_rows.filter(pl.col("_month") == month), date_format, dec)
-            n_bad = int(part.height * config.malformed_rate + 0.5)
-            slot_kinds = [MALFORMED_KINDS[(j + file_no) % len(MALFORMED_KINDS)] for j in range(n_bad)]
-            in_place = [k for k in slot_kinds if k != "duplicate_row"]
-            pos = np.sort(rng.choice(part.height, min(len(in_place), part.height), replace=False))
-            plan: dict[str, np.ndarray] = {}
-            for kind in MALFORMED_KINDS[:-1]:
-                plan[kind] = pos[[i for i, k in enumerate(in_place) if k == kind]]
-            plan["duplicate_row"] = np.array([slot_kinds.count("duplicate_row")], dtype=np.int64)
-            frames.append(_mutate(part, plan, date_format, dec))
-            plans.append(plan)
+        slots = []
+        for size in sizes:
+            n_bad = int(size * config.malformed_rate + 0.5)
+            slots.append([MALFORMED_KINDS[(j + file_no) % len(MALFORMED_KINDS)] for j in range(n_bad)])
             file_no += 1
+        dups = [k.count("duplicate_row") for k in slots]
+        if len(months) > 1:
+            dups[1], dups[0] = dups[1] + dups[0], 0
+        carry: pl.DataFrame | None = None  # rows of the previous export to append to this one
+        carry_detail: list[str] = []
         for i, month in enumerate(months):
             name = f"harvest_detailed_time_{entity}_{month:%Y-%m}.csv"
+            part = _localise(_render(ds, te_ent.filter(pl.col("_month") == month)), date_format, dec)
+            in_place = [k for k in slots[i] if k != "duplicate_row"]
+            pos = np.sort(rng.choice(part.height, min(len(in_place), part.height), replace=False))
+            plan = {
+                kind: pos[[j for j, k in enumerate(in_place) if k == kind]] for kind in MALFORMED_KINDS[:-1]
+            }
+            out = _mutate(part, plan, date_format, dec).select(HARVEST_COLUMNS)
+            rows = [(int(p) + 1, kind, "") for kind, positions in plan.items() for p in positions]
+            clean = np.ones(out.height, dtype=bool)
+            clean[pos] = False
+            clean_idx = np.flatnonzero(clean)
+            if len(months) == 1 and dups[i]:
+                picks = np.sort(rng.choice(clean_idx, min(dups[i], clean_idx.size), replace=False))
+                carry, carry_detail = (
+                    out[pl.Series(picks)],
+                    [f"copy of {name} row {int(p) + 1}" for p in picks],
+                )
+            if carry is not None and carry.height:
+                rows += [(out.height + j + 1, "duplicate_row", d) for j, d in enumerate(carry_detail)]
+                out = pl.concat([out, carry])
+            carry, carry_detail = None, []
+            if i + 1 < len(months) and dups[i + 1]:
+                picks = np.sort(rng.choice(clean_idx, min(dups[i + 1], clean_idx.size), replace=False))
+                carry = out[pl.Series(picks)]
+                carry_detail = [f"copy of {name} row {int(p) + 1}" for p in picks]
             path = landing_dir / entity / name
-            out = frames[i].select(HARVEST_COLUMNS)
-            rows: list[tuple[int, str, str]] = [
-                (int(p) + 1, kind, "")
-                for kind, positions in plans[i].items()
-                if kind != "duplicate_row"
-                for p in positions
-            ]
-            n_dup = int(plans[i]["duplicate_row"][0])
-            if n_dup:
-                # Overlapping export windows: rows of the neighbouring month's export appear again.
-                src = i - 1 if i > 0 else (i + 1 if len(months) > 1 else i)
-                keep = np.ones(frames[src].height, dtype=bool)
-                for kind, positions in plans[src].items():
-                    if kind != "duplicate_row":
-                        keep[positions] = False
-                clean = np.flatnonzero(keep)
-                picks = np.sort(rng.choice(clean, min(n_dup, clean.size), replace=False))
-                src_name = f"harvest_detailed_time_{entity}_{months[src]:%Y-%m}.csv"
-                rows += [
-                    (out.height + j + 1, "duplicate_row", f"copy of {src_name} row {int(p) + 1}")
-                    for j, p in enumerate(picks)
-                ]
-                out = pl.concat([out, frames[src].select(HARVEST_COLUMNS)[pl.Series(picks)]])
             _write_atomic(out, path)
             paths.append(path)
             manifest.append(
@@ -976,18 +983,10 @@ def _write_csvs(ds: DemoDataset, landing_dir: Path, config: DemoConfig) -> tuple
                         "kind": [r[1] for r in rows],
                         "detail": [r[2] for r in rows],
                     },
-                    schema={
-                        "file": pl.String,
-                        "source_row": pl.Int64,
-                        "kind": pl.String,
-                        "detail": pl.String,
-                    },
+                    schema=_MANIFEST_SCHEMA,
                 ).sort("source_row")
             )
-    empty = pl.DataFrame(
-        schema={"file": pl.String, "source_row": pl.Int64, "kind": pl.String, "detail": pl.String}
-    )
-    return paths, pl.concat([empty, *manifest])
+    return paths, pl.concat([pl.DataFrame(schema=_MANIFEST_SCHEMA), *manifest])
 
 
 def write_harvest_csvs(ds: DemoDataset, landing_dir: Path, config: DemoConfig) -> list[Path]:

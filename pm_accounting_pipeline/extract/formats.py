@@ -199,8 +199,8 @@ def looks_like_json(text: str) -> bool:
 
 
 def empty_to_null(e: pl.Expr) -> pl.Expr:
-    s = e.str.strip_chars()
-    return pl.when(s.str.len_bytes() > 0).then(s)
+    """Trimmed text; empty or blank becomes null."""
+    return e.str.strip_chars().replace("", None)
 
 
 def normalise_currency(e: pl.Expr) -> pl.Expr:

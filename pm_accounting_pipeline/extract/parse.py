@@ -2,14 +2,16 @@
 
 Raw is source-shaped: every value stays the text the source wrote (numbers such as `1.234,50` and
 flags such as `Yes` are read later by cleaning, with the entity's decimal separator); only Harvest's
-`British Pound - GBP` becomes `GBP` and Toggl's `HH:MM:SS` duration becomes decimal hours. Empty values
-become null, and the whole original row is kept in `source_record`. Only rows whose work date cannot be read are quarantined here; every other
-check (hours, client, currency...) belongs to cleaning. Bad content never raises: a file that cannot
-be used becomes an `error` plus quarantine rows, so other files are unaffected.
+`British Pound - GBP` becomes `GBP` and Toggl's `HH:MM:SS` duration becomes decimal hours. Empty
+values become null, and the whole original row is kept in `source_record`. Only rows whose work date
+cannot be read are quarantined here; every other check (hours, client, currency...) belongs to
+cleaning. Bad content never raises: a file that cannot be used becomes an `error` plus quarantine
+rows, so other files are unaffected.
 """
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import json
 from collections.abc import Callable
@@ -124,13 +126,12 @@ def parse_bytes(
     """`parse_file` over bytes already in memory (landing hashes and parses the same bytes)."""
     mapping.entity(entity)  # an unknown entity is a caller error, not bad content: raise KeyError
     ctx = _Ctx(entity, source_file, hashlib.sha256(data).hexdigest(), _utc(extracted_at), mapping)
-    text, encoding = F.decode(data)
-    if fmt == F.CANONICAL_JSON or (fmt is None and F.looks_like_json(text)):
-        frame_or_failure = _read_json(text, ctx)
+    json_like = F.looks_like_json(F.decode(data[:1024])[0])
+    if fmt == F.CANONICAL_JSON or (fmt is None and json_like):
+        frame_or_failure = _read_json(F.decode(data)[0], ctx)
         container = "json"
     else:
-        utf8 = data if encoding == "utf-8" else text.encode("utf-8")
-        frame_or_failure = _read_csv(utf8, ctx)
+        frame_or_failure = _read_csv(data, ctx)
         container = "csv"
     if isinstance(frame_or_failure, ParsedFile):
         return frame_or_failure
@@ -146,15 +147,28 @@ def parse_bytes(
 
 
 def _read_csv(data: bytes, ctx: _Ctx) -> pl.DataFrame | ParsedFile:
+    """Read every column as text. UTF-8 goes to polars as it is (no decoded copy of a large file);
+    anything else is decoded (UTF-16 with BOM, Windows-1252, Latin-1) and re-encoded first."""
+    if data.startswith(codecs.BOM_UTF8):
+        data = data[len(codecs.BOM_UTF8) :]
+    elif data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        data = F.decode(data)[0].encode("utf-8")
     try:
-        frame = pl.read_csv(data, infer_schema=False, empty_string_is_null=False, raise_if_empty=True)
+        try:
+            return pl.read_csv(data, infer_schema=False, empty_string_is_null=False, raise_if_empty=True)
+        except pl.exceptions.ComputeError as exc:
+            if "utf-8" not in str(exc).lower() and "utf8" not in str(exc).lower():
+                raise
+            text, _ = F.decode(data)
+            return pl.read_csv(
+                text.encode("utf-8"), infer_schema=False, empty_string_is_null=False, raise_if_empty=True
+            )
     except pl.exceptions.NoDataError:
         return _file_failure(ctx, "file_unreadable", f"{ctx.source_file}: the file is empty")
     except pl.exceptions.PolarsError as exc:
-        first = str(exc).strip().splitlines()
-        detail = " ".join(line.strip() for line in first if line.strip() and not line.startswith("-"))[:300]
+        lines = str(exc).strip().splitlines()
+        detail = " ".join(line.strip() for line in lines if line.strip() and not line.startswith("-"))[:300]
         return _file_failure(ctx, "file_unreadable", f"{ctx.source_file}: not readable as CSV: {detail}")
-    return frame
 
 
 def _read_json(text: str, ctx: _Ctx) -> pl.DataFrame | ParsedFile:
@@ -268,7 +282,7 @@ def _toggl_fields(headers: F.Headers) -> dict[str, pl.Expr]:
 
 def _canonical_fields(headers: F.Headers) -> dict[str, pl.Expr]:
     col = _getter(headers)
-    out = {
+    return {
         "client": F.empty_to_null(col("client")),
         "client_id": F.empty_to_null(col("client_id")),
         "project": F.empty_to_null(col("project")),
@@ -287,7 +301,6 @@ def _canonical_fields(headers: F.Headers) -> dict[str, pl.Expr]:
         "cost_rate_raw": F.empty_to_null(col("cost_rate")),
         "currency_raw": F.normalise_currency(col("currency")),
     }
-    return out
 
 
 def _identity_columns(headers: F.Headers, exclude: frozenset[str]) -> list[str]:
@@ -296,18 +309,21 @@ def _identity_columns(headers: F.Headers, exclude: frozenset[str]) -> list[str]:
     return [headers.by_norm[n] for n in sorted(headers.by_norm) if n not in exclude]
 
 
-def _with_occurrence(base: pl.DataFrame, identity: list[str]) -> pl.DataFrame:
-    """Number each row among the rows identical to it (1, 2, ...) in file order.
+def _with_identity(base: pl.DataFrame, identity: list[str]) -> pl.DataFrame:
+    """Add `_key` (the identity columns' text joined) and `_occ`, each row's number among the rows
+    with the same key (1, 2, ...) in file order.
 
-    Most rows are unique, so only the rows whose identity is repeated are grouped.
+    Most rows are unique, so a hash finds the candidates and only those rows are grouped by the
+    full key.
     """
-    key = pl.struct([pl.col(c).fill_null("\x00") for c in identity])
-    dup = base.select(key.is_duplicated()).to_series()
+    key = pl.concat_str([pl.col(c).fill_null("\x00") for c in identity], separator="\x1f")
+    base = base.with_columns(key.alias("_key"))
+    dup = base.select(pl.col("_key").hash(seed=0x0CC).is_duplicated()).to_series()
     occ = pl.repeat(1, base.height, dtype=pl.Int64, eager=True).alias("_occ")
     if dup.any():
         idx = dup.arg_true()
-        sub = base[idx].select(pl.int_range(1, pl.len() + 1, dtype=pl.Int64).over(key).alias("_occ"))
-        occ = occ.scatter(idx, sub["_occ"])
+        sub = base.select("_key")[idx].select(pl.int_range(1, pl.len() + 1, dtype=pl.Int64).over("_key"))
+        occ = occ.scatter(idx, sub.to_series())
     return base.with_columns(occ)
 
 
@@ -327,6 +343,7 @@ def _to_raw(frame: pl.DataFrame, headers: F.Headers, fmt: str, ctx: _Ctx) -> Par
 
     source_names = frame.columns
     base = frame.with_row_index("_row", offset=1)
+    del frame
     # Blank lines (every field empty) are not entries; drop them rather than quarantine noise. Only
     # rows with an empty date can be blank, so the full check runs on those few.
     maybe_blank = base.filter(pl.col(date_col).fill_null("").str.strip_chars() == "")
@@ -344,50 +361,44 @@ def _to_raw(frame: pl.DataFrame, headers: F.Headers, fmt: str, ctx: _Ctx) -> Par
         identity = _identity_columns(
             headers, F.HARVEST_WORKFLOW_COLUMNS if fmt == F.HARVEST_CSV else frozenset()
         )
-        base = _with_occurrence(base, identity)
+        base = _with_identity(base, identity)
         names = "|".join(F.normalise_header(c) for c in identity)
-        source_id = stable_id_expr(*identity, "_occ", prefix=f"{fmt}\x1f{ctx.entity}\x1f{names}")
+        source_id = stable_id_expr("_key", "_occ", prefix=f"{fmt}\x1f{ctx.entity}\x1f{names}")
 
     choice = F.choose_date_format(base[date_col], configured)
     date_raw = pl.col(date_col)
-    work_date = (
-        F.parse_dates(date_raw, choice.format) if choice.format else pl.lit(None, dtype=pl.Date)
-    ).alias("work_date")
-    base = base.with_columns(
-        work_date,
-        source_id.alias("source_id"),
-        pl.struct([pl.col(c) for c in source_names]).struct.json_encode().alias("source_record"),
-        *(expr.alias(name) for name, expr in fields.items()),
-    )
-
     if choice.format is None:
         how = f"any known date format ({', '.join(F.DATE_FORMATS)})"
-    elif choice.detected:
-        how = f"the date format {choice.format} detected from the file"
+        work_date = pl.lit(None, dtype=pl.Date)
     else:
-        how = f"the date format {choice.format} configured for entity '{ctx.entity}'"
+        how = f"the date format {choice.format} " + (
+            "detected from the file" if choice.detected else f"configured for entity '{ctx.entity}'"
+        )
+        work_date = F.parse_dates(date_raw, choice.format)
+    if choice.ambiguous:
+        reason = pl.lit("ambiguous_date")
+    else:
+        reason = (
+            pl.when(pl.col("source_id").is_null() | F.empty_to_null(date_raw).is_null())
+            .then(pl.lit("missing_required"))
+            .when(pl.col("work_date").is_null())
+            .then(pl.lit("bad_date"))
+        )
+    base = base.with_columns(work_date.alias("work_date"), source_id.alias("source_id"))
+    base = base.with_columns(reason.alias("_reason"))
+    n_bad = base.height - base["_reason"].null_count()
+
     error: str | None = None
     if choice.ambiguous:
         options = " or ".join(choice.ambiguous)
         example = base[date_col].drop_nulls().head(1).to_list()
         error = (
-            f"{ctx.source_file}: ambiguous dates: every Date value fits {options} "
-            f"(e.g. {example[0]!r}); set entities[{ctx.entity}].harvest_csv.date_format in the mapping "
-            "document rather than let the pipeline guess"
-            if example
-            else f"{ctx.source_file}: ambiguous dates"
+            f"{ctx.source_file}: ambiguous dates: every {date_col} value fits {options} (e.g. {example[0]!r}); "
+            f"set entities[{ctx.entity}].harvest_csv.date_format in the mapping document rather than let the "
+            "pipeline guess"
         )
-        reason = pl.lit("ambiguous_date")
         detail = pl.lit(f"the file's dates fit {options}; the date format cannot be chosen without guessing")
     else:
-        reason = (
-            pl.when(pl.col("source_id").is_null())
-            .then(pl.lit("missing_required"))
-            .when(F.empty_to_null(date_raw).is_null())
-            .then(pl.lit("missing_required"))
-            .when(pl.col("work_date").is_null())
-            .then(pl.lit("bad_date"))
-        )
         detail = (
             pl.when(pl.col("source_id").is_null())
             .then(pl.lit("source_id is empty; the canonical format needs an explicit id per entry"))
@@ -395,43 +406,52 @@ def _to_raw(frame: pl.DataFrame, headers: F.Headers, fmt: str, ctx: _Ctx) -> Par
             .then(pl.lit(f"{date_col} is empty"))
             .otherwise(pl.concat_str([pl.lit(f"{date_col} '"), date_raw, pl.lit(f"' does not match {how}")]))
         )
-    base = base.with_columns(reason.alias("_reason"), detail.alias("_detail"))
+        if rows_in > 0 and n_bad == rows_in and base["_reason"].eq("bad_date").all():
+            example = base[date_col].head(1).to_list()[0]
+            error = (
+                f"{ctx.source_file}: no {date_col} value matches {how} (e.g. {example!r}); check the entity's "
+                "harvest_csv.date_format in the mapping document"
+            )
 
-    ok = base.filter(pl.col("_reason").is_null())
-    bad = base.filter(pl.col("_reason").is_not_null())
-    if error is None and rows_in > 0 and ok.height == 0 and bad["_reason"].eq("bad_date").all():
-        example = bad[date_col].head(1).to_list()[0]
-        error = (
-            f"{ctx.source_file}: no {date_col} value matches {how} (e.g. {example!r}); check the entity's "
-            "harvest_csv.date_format in the mapping document"
+    record = pl.struct([pl.col(c) for c in source_names]).struct.json_encode()
+    # Lazy, so filtering and the wide text columns are computed in one pass per output and the
+    # intermediate copies of the source columns are not kept.
+    ok = base.lazy() if n_bad == 0 else base.lazy().filter(pl.col("_reason").is_null())
+    rows = (
+        ok.select(
+            pl.lit(ctx.entity).alias("entity"),
+            pl.col("work_date"),
+            pl.lit(fmt).alias("source_system"),
+            pl.lit(ctx.source_file).alias("source_file"),
+            pl.lit(ctx.file_hash).alias("file_hash"),
+            pl.col("_row").cast(pl.Int64).alias("source_row"),
+            pl.col("source_id"),
+            pl.lit(ctx.extracted_at, dtype=pl.Datetime("us", "UTC")).alias("extracted_at"),
+            date_raw.alias("date_raw"),
+            *(fields[name].alias(name) for name in _FIELDS),
+            record.alias("source_record"),
         )
-
-    ts = pl.lit(ctx.extracted_at, dtype=pl.Datetime("us", "UTC"))
-    rows = ok.select(
-        pl.lit(ctx.entity).alias("entity"),
-        pl.col("work_date"),
-        pl.lit(fmt).alias("source_system"),
-        pl.lit(ctx.source_file).alias("source_file"),
-        pl.lit(ctx.file_hash).alias("file_hash"),
-        pl.col("_row").cast(pl.Int64).alias("source_row"),
-        pl.col("source_id"),
-        ts.alias("extracted_at"),
-        date_raw.alias("date_raw"),
-        *(pl.col(name) for name in _FIELDS),
-        pl.col("source_record"),
-    ).cast(dict(RAW_SCHEMA))
-    quarantine = bad.select(
-        pl.lit(ctx.entity).alias("entity"),
-        pl.lit(ctx.partition_date).alias("partition_date"),
-        pl.lit("raw").alias("layer"),
-        pl.lit(fmt).alias("source_system"),
-        pl.lit(ctx.source_file).alias("source_file"),
-        pl.col("_row").cast(pl.Int64).alias("source_row"),
-        pl.col("source_id"),
-        pl.col("_reason").alias("reason"),
-        pl.col("_detail").alias("detail"),
-        pl.col("source_record"),
-    ).cast(dict(QUARANTINE_SCHEMA))
+        .cast(dict(RAW_SCHEMA))
+        .collect()
+    )
+    quarantine = (
+        base.lazy()
+        .filter(pl.col("_reason").is_not_null())
+        .select(
+            pl.lit(ctx.entity).alias("entity"),
+            pl.lit(ctx.partition_date).alias("partition_date"),
+            pl.lit("raw").alias("layer"),
+            pl.lit(fmt).alias("source_system"),
+            pl.lit(ctx.source_file).alias("source_file"),
+            pl.col("_row").cast(pl.Int64).alias("source_row"),
+            pl.col("source_id"),
+            pl.col("_reason").alias("reason"),
+            detail.alias("detail"),
+            record.alias("source_record"),
+        )
+        .cast(dict(QUARANTINE_SCHEMA))
+        .collect()
+    )
     return ParsedFile(rows, quarantine, fmt, ctx.file_hash, rows_in, error)
 
 

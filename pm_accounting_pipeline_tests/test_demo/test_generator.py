@@ -307,3 +307,19 @@ def test_invalid_configs_are_refused() -> None:
         generate(DemoConfig(start=date(2026, 10, 1), end=date(2026, 9, 1)))
     with pytest.raises(ValueError, match="no working days"):
         generate(DemoConfig(start=date(2026, 9, 5), end=date(2026, 9, 6)))
+
+
+def test_duplicates_repeat_the_previous_export_or_the_file_itself_when_alone(tmp_path) -> None:
+    one_month = DemoConfig(seed=9, start=date(2026, 9, 1), end=date(2026, 9, 30), n_clients=6, n_people=9)
+    for cfg in (one_month, DemoConfig(seed=9, n_clients=6, n_people=9)):
+        files = write_demo(tmp_path / str(cfg.end), DemoConfig(**{**cfg.__dict__, "malformed_rate": 0.03}))
+        dups = files.malformed_rows.filter(pl.col("kind") == "duplicate_row")
+        assert dups.height == files.malformed_by_kind["duplicate_row"] > 0
+        frames = {p.name: _read(p) for p in files.csv_paths}
+        for name, row, _, detail in dups.iter_rows():
+            src_name, src_row = detail.removeprefix("copy of ").split(" row ")
+            assert frames[src_name].row(int(src_row) - 1) == frames[name].row(row - 1)
+            if cfg is one_month:
+                assert src_name == name
+            else:
+                assert src_name.endswith("2026-09.csv") and name.endswith("2026-10.csv")
