@@ -206,17 +206,23 @@ class Deliverer:
 
     def _drain(self, report: DeliveryReport, manual: bool, outbox_ids: Sequence[str] | None,
                started: float) -> None:
+        # A row gets one claim per run: a failure waits for its back-off and the next run.
+        tried: set[str] = set()
         while True:
             if self.settings.time_budget_s is not None and time.monotonic() - started > self.settings.time_budget_s:
                 report.stopped_reason = "time budget spent"
                 return
             # A manual post sends the chosen rows now, whatever their back-off says.
             now = datetime.max if manual else self.clock()
-            due = outbox.due(self.store, self.adapter.name, now, self.settings.fetch_size, outbox_ids)
+            due = outbox.due(self.store, self.adapter.name, now, self.settings.fetch_size, outbox_ids,
+                             exclude=sorted(tried))
             if not due:
                 return
             progressed = False
             for request_id, chunk in self._chunks(due):
+                if any(i.outbox_id in tried for i in chunk):
+                    continue
+                tried.update(i.outbox_id for i in chunk)
                 if not self._send_chunk(report, chunk, request_id, manual):
                     return
                 progressed = True

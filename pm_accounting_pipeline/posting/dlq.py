@@ -79,6 +79,9 @@ def replay(store: PostingStore, dlq_ids: Sequence[str], actor: str, *, renderers
     queued: list[str] = []
     with store.transaction():
         for dlq_id in dlq_ids:
+            done = store.query("SELECT outbox_id FROM {s}.dlq WHERE dlq_id = ?", [dlq_id])
+            if done and done[0][0] in queued:
+                continue  # already queued with its bulk-request siblings by this call
             entry = _entry(store, dlq_id)
             row = store.query_dicts("SELECT * FROM {s}.outbox WHERE outbox_id = ?", [entry["outbox_id"]])[0]
             if row["status"] != "dead":

@@ -397,7 +397,7 @@ def in_flight(store: PostingStore, target: str) -> list[OutboxItem]:
 
 
 def due(store: PostingStore, target: str, now: datetime, limit: int | None = None,
-        outbox_ids: Sequence[str] | None = None) -> list[OutboxItem]:
+        outbox_ids: Sequence[str] | None = None, exclude: Sequence[str] = ()) -> list[OutboxItem]:
     """Pending rows and transient failures whose back-off has elapsed, oldest first."""
     sql = (f"SELECT {_ITEM_COLS} FROM {{s}}.outbox WHERE target = ? AND "
            "(status = 'pending' OR (status = 'failed_transient' AND next_attempt_at <= ?))")
@@ -405,6 +405,9 @@ def due(store: PostingStore, target: str, now: datetime, limit: int | None = Non
     if outbox_ids is not None:
         sql += " AND outbox_id = ANY(?)"
         params.append(list(outbox_ids))
+    if exclude:
+        sql += " AND NOT (outbox_id = ANY(?))"
+        params.append(list(exclude))
     sql += " ORDER BY created_at, (document_kind <> 'reversal'), entity, posting_date, outbox_id"
     if limit is not None:
         sql += f" LIMIT {int(limit)}"
