@@ -32,6 +32,7 @@ QUARANTINE_REASONS = {
     "negative_hours": "hours are negative",
     "absurd_hours": "hours exceed the configured maximum per entry",
     "bad_rate": "a rate or amount is not a number or is negative",
+    "bad_flag": "a yes/no field (billable, approved) holds a value that is not a yes/no answer",
     "unknown_currency": "currency is not an ISO 4217 code",
     "currency_mismatch": "row currency differs from the client's billing currency",
     "unknown_client": "client has no mapping to a customer",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 
+import numpy as np
 import polars as pl
 
 NAMESPACE = uuid.UUID("6f1c7d0e-2b7a-5c1e-9a43-7d1b0c5e3f21")
@@ -22,27 +23,32 @@ def stable_id_expr(*cols: pl.Expr | str, prefix: str = "") -> pl.Expr:
     version) of the concatenated key. Use `stable_id` for documents (invoices, entries).
     """
     exprs = [pl.col(c) if isinstance(c, str) else c for c in cols]
-    key = pl.concat_str([pl.lit(prefix), *[e.cast(pl.String).fill_null("\x00") for e in exprs]], separator="\x1f")
-    h1 = key.hash(seed=0x5EED).cast(pl.UInt64)
-    h2 = key.hash(seed=0xACC7).cast(pl.UInt64)
-    hex1 = h1.map_batches(_hex16, return_dtype=pl.String)
-    hex2 = h2.map_batches(_hex16, return_dtype=pl.String)
-    return pl.concat_str(
-        [
-            hex1.str.slice(0, 8),
-            pl.lit("-"),
-            hex1.str.slice(8, 4),
-            pl.lit("-"),
-            hex1.str.slice(12, 4),
-            pl.lit("-"),
-            hex2.str.slice(0, 4),
-            pl.lit("-"),
-            hex2.str.slice(4, 12),
-        ]
+    key = pl.concat_str(
+        [pl.lit(prefix), *[e.cast(pl.String).fill_null("\x00") for e in exprs]], separator="\x1f"
     )
+    return key.map_batches(_uuid_text, return_dtype=pl.String)
 
 
-def _hex16(s: pl.Series) -> pl.Series:
-    return s.to_frame("h").select(pl.col("h").map_elements(lambda v: f"{v:016x}", return_dtype=pl.String))[
-        "h"
-    ]
+# "00".."ff" as 256 two-byte cells, so one table lookup turns a byte into its two hex digits.
+_HEX_PAIRS = np.frombuffer("".join(f"{i:02x}" for i in range(256)).encode("ascii"), dtype=np.uint16)
+
+
+def _uuid_text(key: pl.Series) -> pl.Series:
+    """Hash each key twice and write the 128 bits as 8-4-4-4-12 lowercase hex, all in numpy.
+
+    Formatting in numpy keeps this at a fraction of a second per million rows; the text equals
+    `f"{h1:016x}{h2:016x}"` split into UUID groups.
+    """
+    n = key.len()
+    halves = np.empty((n, 2), dtype=">u8")  # big-endian, so bytes come out most significant first
+    halves[:, 0] = key.hash(seed=0x5EED).to_numpy()
+    halves[:, 1] = key.hash(seed=0xACC7).to_numpy()
+    digits = _HEX_PAIRS[halves.view(np.uint8).reshape(n, 16)].view(np.uint8)  # n x 32 hex digits
+    out = np.empty((n, 36), dtype=np.uint8)
+    out[:, 0:8] = digits[:, 0:8]
+    out[:, 9:13] = digits[:, 8:12]
+    out[:, 14:18] = digits[:, 12:16]
+    out[:, 19:23] = digits[:, 16:20]
+    out[:, 24:36] = digits[:, 20:32]
+    out[:, [8, 13, 18, 23]] = ord("-")
+    return pl.Series(key.name, out.reshape(-1).view("S36")).cast(pl.String)

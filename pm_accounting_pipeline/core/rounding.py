@@ -60,20 +60,17 @@ def div_round_int(numerator: int, divisor: int, mode: MoneyRounding = MoneyRound
 def div_round_expr(
     numerator: pl.Expr, divisor: pl.Expr, mode: MoneyRounding = MoneyRounding.HALF_UP
 ) -> pl.Expr:
-    """Vectorised `div_round_int` over Int128 expressions; returns Int64."""
+    """Vectorised `div_round_int` over Int128 expressions (divisor > 0); returns Int64."""
     n = numerator.cast(pl.Int128)
     d = divisor.cast(pl.Int128)
-    q = n // d
-    r = n - q * d
-    twice = r * pl.lit(2, dtype=pl.Int128)
-    one = pl.lit(1, dtype=pl.Int128)
-    zero = pl.lit(0, dtype=pl.Int128)
     if MoneyRounding(mode) is MoneyRounding.HALF_EVEN:
-        tie = pl.when((q % pl.lit(2, dtype=pl.Int128)) != zero).then(one).otherwise(zero)
-    else:
-        tie = pl.when(n >= zero).then(one).otherwise(zero)
-    bump = pl.when(twice > d).then(one).when(twice < d).then(zero).otherwise(tie)
-    return (q + bump).cast(pl.Int64)
+        q = n // d  # floor, so 0 <= r < d
+        twice = (n - q * d) * 2
+        bump = (twice > d) | ((twice == d) & ((q % 2) != 0))
+        return (q + bump.cast(pl.Int128)).cast(pl.Int64)
+    # Half-up (ties away from zero): round |n| / d with floor((2|n| + d) / 2d), then restore the sign.
+    q = ((n.abs() * 2 + d) // (d * 2)).cast(pl.Int64)
+    return pl.when(n < 0).then(-q).otherwise(q)
 
 
 def rescale_expr(
@@ -92,9 +89,9 @@ def rescale_expr(
 
 def decimal_to_scaled_expr(value: pl.Expr, scale: int) -> pl.Expr:
     """A Decimal column as an exact Int128 at 10^-scale (the column's scale must be <= `scale`)."""
-    return (value.cast(pl.Decimal(38, scale)) * pl.lit(10**scale, dtype=pl.Int128).cast(pl.Decimal(38, 0))).cast(
-        pl.Int128
-    )
+    return (
+        value.cast(pl.Decimal(38, scale)) * pl.lit(10**scale, dtype=pl.Int128).cast(pl.Decimal(38, 0))
+    ).cast(pl.Int128)
 
 
 def minor_to_decimal_expr(minor: pl.Expr, digits: pl.Expr | int, scale: int = 3) -> pl.Expr:
@@ -127,7 +124,10 @@ def round_minutes(
 
 
 def round_duration_expr(
-    seconds: pl.Expr, increment_minutes: int, mode: TimeRounding = TimeRounding.NEAREST, minimum_minutes: int = 0
+    seconds: pl.Expr,
+    increment_minutes: int,
+    mode: TimeRounding = TimeRounding.NEAREST,
+    minimum_minutes: int = 0,
 ) -> pl.Expr:
     """Vectorised time rounding over a duration in whole seconds (Int64); returns seconds."""
     inc = max(increment_minutes, 0) * 60
@@ -145,3 +145,38 @@ def round_duration_expr(
     if minimum_minutes > 0:
         s = pl.when(s > 0).then(pl.max_horizontal(s, pl.lit(minimum_minutes * 60))).otherwise(s)
     return s
+
+
+def scaled_to_decimal_expr(value: pl.Expr, scale: int, precision: int = 38) -> pl.Expr:
+    """An integer carried at 10^-scale as an exact Decimal(precision, scale) column."""
+    unit = pl.lit(Decimal(1).scaleb(-scale), dtype=pl.Decimal(38, scale))
+    whole = value.cast(pl.Int128).cast(pl.Decimal(38, 0)).cast(pl.Decimal(38, scale))
+    return (whole * unit).cast(pl.Decimal(precision, scale))
+
+
+def round_hours_expr(
+    hours_e4: pl.Expr,
+    increment_minutes: int,
+    mode: TimeRounding = TimeRounding.NEAREST,
+    minimum_minutes: int = 0,
+) -> pl.Expr:
+    """Time rounding of hours carried as integers at 10^-4 h; returns hours at 10^-4 h (Int64).
+
+    0.0001 h is 0.36 s, so the duration is rounded exactly in centiseconds (36 per 10^-4 h) with
+    `round_duration_expr`, and a result on an increment that is not a whole number of 10^-4 h
+    (e.g. 5 minutes = 0.08333.. h) is rounded half-up back to 4 decimals. A duration within half
+    of 10^-4 h (0.18 s) of an increment counts as on it, so rounding already-rounded hours (such as
+    a source's rounded hours) never moves them again. Without an increment or minimum, hours pass
+    through unchanged.
+    """
+    if increment_minutes <= 1 and minimum_minutes <= 0:
+        return hours_e4.cast(pl.Int64)
+    centis = hours_e4.cast(pl.Int64) * 36
+    increment = increment_minutes if increment_minutes > 1 else 0
+    if increment:
+        step = increment * 6000
+        nearest = div_round_expr(centis, pl.lit(step)) * step
+        centis = pl.when((centis - nearest).abs() <= 18).then(nearest).otherwise(centis)
+    # Scaling both increment and minimum by 100 makes round_duration_expr count centiseconds.
+    rounded = round_duration_expr(centis, increment * 100, mode, minimum_minutes * 100)
+    return div_round_expr(rounded, pl.lit(36), MoneyRounding.HALF_UP)

@@ -1,0 +1,772 @@
+"""Cleaning and mapping: raw source rows become canonical work items or quarantine rows.
+
+Everything that decides *which* customer, job, task, person and billing status a raw time entry
+belongs to lives here (name normalisation, number and flag parsing, duplicate handling, approval
+gating). Amounts are decided later, in `core.rating`. Every raw row ends up in exactly one of the
+two outputs: `raw.height == work_items.height + quarantine.height`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from decimal import Decimal
+from functools import partial
+
+import polars as pl
+
+from pm_accounting_pipeline.config.schema import MappingDocument
+from pm_accounting_pipeline.contracts.layers import QUARANTINE_REASONS, polars_schema
+from pm_accounting_pipeline.core.ids import stable_id_expr
+from pm_accounting_pipeline.core.money import known_currencies
+from pm_accounting_pipeline.core.rounding import (
+    MoneyRounding,
+    decimal_to_scaled_expr,
+    div_round_expr,
+    rescale_expr,
+    scaled_to_decimal_expr,
+)
+
+# Legal-form words dropped from the end of a client name before matching ("Acme, Inc." and
+# "ACME Ltd" are the same customer). Only true legal forms: "Corporation", "Company", "Group" and
+# "Partners" are part of a name and stay.
+LEGAL_FORM_SUFFIXES: tuple[str, ...] = (
+    "inc",
+    "incorporated",
+    "llc",
+    "llp",
+    "lp",
+    "ltd",
+    "limited",
+    "plc",
+    "gmbh",
+    "mbh",
+    "ag",
+    "kg",
+    "sa",
+    "sas",
+    "sarl",
+    "srl",
+    "spa",
+    "bv",
+    "nv",
+    "pty",
+    "oy",
+    "oyj",
+    "ab",
+    "as",
+    "asa",
+    "aps",
+    "kk",
+)
+
+# Reasons this layer can give, in priority order: the first one that applies wins.
+CLEAN_REASONS: tuple[str, ...] = (
+    "missing_required",
+    "bad_hours",
+    "negative_hours",
+    "absurd_hours",
+    "bad_rate",
+    "bad_flag",
+    "unknown_currency",
+    "currency_mismatch",
+    "unknown_client",
+    "unknown_project",
+    "wrong_entity",
+    "duplicate_conflict",
+    "duplicate_exact",
+)
+assert set(CLEAN_REASONS) <= set(QUARANTINE_REASONS)
+
+_TRUE = ("yes", "y", "true", "t", "1", "approved")
+_FALSE = ("no", "n", "false", "f", "0", "unapproved", "unsubmitted", "submitted", "pending", "rejected")
+
+# The fields that make two rows with the same source id "the same entry" (file position, extraction
+# time and the verbatim record are not content: the same entry re-exported differs in those).
+_CONTENT_COLUMNS: tuple[str, ...] = (
+    "entity",
+    "work_date",
+    "client",
+    "client_id",
+    "project",
+    "project_code",
+    "task",
+    "person",
+    "person_id",
+    "email",
+    "notes",
+    "hours_raw",
+    "rounded_hours_raw",
+    "billable_raw",
+    "approved_raw",
+    "invoiced_raw",
+    "bill_rate_raw",
+    "cost_rate_raw",
+    "currency_raw",
+)
+
+_PARSE_SCALE = 12  # numbers are read exactly at 10^-12 and rounded half-up to the column's scale
+
+
+class MappingAmbiguityError(ValueError):
+    """Two mapping entries that normalise to the same matching key, so a row could map to either."""
+
+
+@dataclass(frozen=True)
+class CleanResult:
+    work_items: pl.DataFrame
+    quarantine: pl.DataFrame
+
+
+# --- name normalisation --------------------------------------------------------------------------
+
+
+def normalise_name(expr: pl.Expr | str) -> pl.Expr:
+    """The matching key of a name: casefolded, accents and punctuation removed, legal form dropped.
+
+    Periods and apostrophes vanish ("A.C.M.E." -> "acme", "O'Brien" -> "obrien"), "&" reads as
+    "and", other punctuation separates words, whitespace collapses, and trailing legal-form words
+    from LEGAL_FORM_SUFFIXES are dropped ("Acme, Inc." -> "acme", "Müller GmbH" -> "muller").
+    Use it on distinct values: it is regex-heavy.
+    """
+    e = pl.col(expr) if isinstance(expr, str) else expr
+    suffixes = "|".join(sorted(LEGAL_FORM_SUFFIXES, key=len, reverse=True))
+    return (
+        e.str.normalize("NFKD")
+        .str.replace_all(r"\p{M}+", "")
+        .str.to_lowercase()
+        .str.replace_all("ß", "ss", literal=True)
+        .str.replace_all(r"[.'’`]", "")
+        .str.replace_all("&", " and ", literal=True)
+        .str.replace_all(r"[^\p{L}\p{N}]+", " ")
+        .str.strip_chars()
+        .str.replace(rf"(?:\s+(?:{suffixes}))+$", "")
+    )
+
+
+def normalise_text(value: str) -> str:
+    """`normalise_name` for one Python string (mapping documents, tests)."""
+    return pl.select(normalise_name(pl.lit(value, dtype=pl.String))).item()
+
+
+# --- reference frames built from the mapping document --------------------------------------------
+
+
+def client_frame(mapping: MappingDocument) -> pl.DataFrame:
+    """One row per mapped client with its billing attributes (client_idx is the position)."""
+    default_approval = mapping.approval.require_approval
+    return pl.DataFrame(
+        {
+            "client_idx": list(range(len(mapping.clients))),
+            "client_name": [c.name for c in mapping.clients],
+            "customer_ref": [c.customer_ref for c in mapping.clients],
+            "client_entity": [c.entity for c in mapping.clients],
+            "client_currency": [c.currency for c in mapping.clients],
+            "client_source_id": [c.source_id for c in mapping.clients],
+            "tax_profile": [c.tax_profile for c in mapping.clients],
+            "payment_terms_days": [c.payment_terms_days for c in mapping.clients],
+            "require_approval": [
+                default_approval if c.require_approval is None else c.require_approval
+                for c in mapping.clients
+            ],
+        },
+        schema={
+            "client_idx": pl.Int64,
+            "client_name": pl.String,
+            "customer_ref": pl.String,
+            "client_entity": pl.String,
+            "client_currency": pl.String,
+            "client_source_id": pl.String,
+            "tax_profile": pl.String,
+            "payment_terms_days": pl.Int64,
+            "require_approval": pl.Boolean,
+        },
+    )
+
+
+def _client_names(mapping: MappingDocument) -> pl.DataFrame:
+    """(name_key, client_idx) for every client name and alias; raises on a shared key."""
+    rows = [(i, n) for i, c in enumerate(mapping.clients) for n in [c.name, *c.aliases]]
+    names = pl.DataFrame(
+        {"client_idx": [r[0] for r in rows], "alias": [r[1] for r in rows]},
+        schema={"client_idx": pl.Int64, "alias": pl.String},
+    ).with_columns(name_key=normalise_name("alias"))
+    clash = (
+        names.group_by("name_key")
+        .agg(pl.col("client_idx").n_unique().alias("n"), pl.col("alias"))
+        .filter(pl.col("n") > 1)
+        .sort("name_key")
+    )
+    if clash.height:
+        problems = [f"{r['alias']} all read as {r['name_key']!r}" for r in clash.iter_rows(named=True)]
+        raise MappingAmbiguityError(
+            "clients: names/aliases of different clients collide: " + "; ".join(problems)
+        )
+    return names.select("name_key", "client_idx").unique(maintain_order=True)
+
+
+def project_frame(mapping: MappingDocument) -> pl.DataFrame:
+    """One row per mapped project, with its client's index and its matching key."""
+    client_idx = {c.name: i for i, c in enumerate(mapping.clients)}
+    frame = pl.DataFrame(
+        {
+            "project_idx": list(range(len(mapping.projects))),
+            "project_name": [p.name for p in mapping.projects],
+            "project_client_idx": [client_idx[p.client] for p in mapping.projects],
+            "mapped_project_code": [p.code for p in mapping.projects],
+            "customer_job": [p.customer_job for p in mapping.projects],
+            "project_billable": [p.billable for p in mapping.projects],
+        },
+        schema={
+            "project_idx": pl.Int64,
+            "project_name": pl.String,
+            "project_client_idx": pl.Int64,
+            "mapped_project_code": pl.String,
+            "customer_job": pl.String,
+            "project_billable": pl.Boolean,
+        },
+    ).with_columns(project_key=normalise_name("project_name"))
+    clash = frame.filter(pl.struct("project_client_idx", "project_key").is_duplicated())
+    if clash.height:
+        raise MappingAmbiguityError(
+            "projects: several projects of one client read as the same name: "
+            + ", ".join(sorted(clash["project_name"].to_list()))
+        )
+    return frame
+
+
+def task_frame(mapping: MappingDocument) -> pl.DataFrame:
+    """One row per mapped task with its matching key."""
+    frame = pl.DataFrame(
+        {
+            "mapped_task_name": [t.name for t in mapping.tasks],
+            "mapped_item": [t.item for t in mapping.tasks],
+            "mapped_revenue_account": [t.revenue_account for t in mapping.tasks],
+            "billable_by_default": [t.billable_by_default for t in mapping.tasks],
+        },
+        schema={
+            "mapped_task_name": pl.String,
+            "mapped_item": pl.String,
+            "mapped_revenue_account": pl.String,
+            "billable_by_default": pl.Boolean,
+        },
+    ).with_columns(task_key=normalise_name("mapped_task_name"))
+    clash = frame.filter(pl.col("task_key").is_duplicated())
+    if clash.height:
+        raise MappingAmbiguityError(
+            "tasks: several tasks read as the same name: "
+            + ", ".join(sorted(clash["mapped_task_name"].to_list()))
+        )
+    return frame
+
+
+# --- parsing helpers ------------------------------------------------------------------------------
+
+
+def _blank_to_null(e: pl.Expr) -> pl.Expr:
+    s = e.str.strip_chars()
+    return pl.when(s.str.len_bytes() > 0).then(s).otherwise(None)
+
+
+def lookup_distinct(
+    df: pl.DataFrame,
+    cols: list[str],
+    derive: Callable[[pl.DataFrame], pl.DataFrame],
+    distinct: bool = True,
+) -> pl.DataFrame:
+    """Add the columns `derive` computes from `cols`, evaluated once per distinct combination.
+
+    Source columns repeat heavily (a few hundred client names or hour values across a million
+    rows), so the regex and matching work runs on the distinct combinations; a narrow join of
+    just the key columns carries the result back in row order and is stacked onto `df`, so the
+    wide frame is never copied.
+    """
+    keys = df.select(cols)
+    table = derive(keys.unique() if distinct else keys)
+    added = [c for c in table.columns if c not in cols]
+    back = keys.join(table, on=cols, how="left", nulls_equal=True, maintain_order="left")
+    return df.hstack(back.select(added))
+
+
+def _map_person(d: pl.DataFrame) -> pl.DataFrame:
+    """A person is identified by the source's id, else by a stable id of the normalised name."""
+    d = d.with_columns(
+        person_s=_blank_to_null(pl.col("person")), person_id_s=_blank_to_null(pl.col("person_id"))
+    )
+    return d.with_columns(
+        _person_id=pl.coalesce(
+            "person_id_s",
+            pl.when(pl.col("person_s").is_not_null()).then(
+                stable_id_expr(normalise_name(pl.col("person_s")), prefix="person")
+            ),
+        )
+    )
+
+
+def _map_references(
+    d: pl.DataFrame,
+    clients: pl.DataFrame,
+    client_names: pl.DataFrame,
+    projects: pl.DataFrame,
+    tasks: pl.DataFrame,
+) -> pl.DataFrame:
+    """Client, project and task of each distinct (client, client_id, project, project_code, task)."""
+    d = d.with_columns(
+        client_s=_blank_to_null(pl.col("client")),
+        client_id_s=_blank_to_null(pl.col("client_id")),
+        project_s=_blank_to_null(pl.col("project")),
+        project_code_s=_blank_to_null(pl.col("project_code")),
+        task_s=_blank_to_null(pl.col("task")),
+    )
+    d = d.with_columns(
+        client_key=pl.when(pl.col("client_s").is_not_null()).then(normalise_name(pl.col("client_s"))),
+        project_key=pl.when(pl.col("project_s").is_not_null()).then(normalise_name(pl.col("project_s"))),
+        task_key=pl.when(pl.col("task_s").is_not_null()).then(normalise_name(pl.col("task_s"))),
+    )
+    # Client: by source id when one matches, else by normalised name or alias.
+    by_id = clients.select(
+        pl.col("client_source_id").alias("client_id_s"), pl.col("client_idx").alias("_cid")
+    )
+    by_id = by_id.filter(pl.col("client_id_s").is_not_null()).unique("client_id_s", keep="first")
+    d = d.join(by_id, on="client_id_s", how="left")
+    d = d.join(
+        client_names.rename({"name_key": "client_key", "client_idx": "_cname"}), on="client_key", how="left"
+    )
+    d = d.with_columns(client_idx=pl.coalesce("_cid", "_cname"))
+    # Project: by code, else by (client, normalised name); a code must belong to the row's client.
+    by_code = projects.filter(pl.col("mapped_project_code").is_not_null()).select(
+        pl.col("mapped_project_code").alias("project_code_s"), pl.col("project_idx").alias("_pcode")
+    )
+    by_name = projects.select(
+        pl.col("project_client_idx").alias("client_idx"), "project_key", pl.col("project_idx").alias("_pname")
+    )
+    d = d.join(by_code, on="project_code_s", how="left").join(
+        by_name, on=["client_idx", "project_key"], how="left"
+    )
+    d = d.with_columns(project_idx=pl.coalesce("_pcode", "_pname"))
+    d = d.join(projects.drop("project_key"), on="project_idx", how="left")
+    d = d.with_columns(
+        _project_elsewhere=pl.col("project_idx").is_not_null()
+        & pl.col("client_idx").is_not_null()
+        & (pl.col("project_client_idx") != pl.col("client_idx"))
+    )
+    # Task: by normalised name; an unknown task is not an error (its name becomes the item).
+    return d.join(tasks, on="task_key", how="left").drop("_cid", "_cname", "_pcode", "_pname")
+
+
+def _number_columns(
+    prefix: str, text: pl.Expr, sep: pl.Expr, scale: int, allow_duration: bool
+) -> dict[str, pl.Expr]:
+    """Parse a number written with `sep` as decimal separator into an integer at 10^-scale.
+
+    Tolerates thousands separators ("1,234.50" or "1.234,50"), spaces and a sign; with
+    `allow_duration`, also "H:MM" and "H:MM:SS" (Toggl). Produces `<prefix>_e` (the scaled
+    integer, null when empty or unparseable) and `<prefix>_bad` (text present but not a number).
+    """
+    s = text.str.replace_all(r"[\s\u00a0\u202f']", "")
+    dot_ok = s.str.contains(r"^[+-]?(\d{1,3}(,\d{3})+|\d*)(\.\d+)?$") & s.str.contains(r"\d")
+    comma_ok = s.str.contains(r"^[+-]?(\d{1,3}(\.\d{3})+|\d*)(,\d+)?$") & s.str.contains(r"\d")
+    is_comma = sep == ","
+    plain = (
+        pl.when(is_comma)
+        .then(
+            pl.when(comma_ok).then(
+                s.str.replace_all(".", "", literal=True).str.replace(",", ".", literal=True)
+            )
+        )
+        .otherwise(pl.when(dot_ok).then(s.str.replace_all(",", "", literal=True)))
+    )
+    exact = decimal_to_scaled_expr(plain.str.to_decimal(scale=_PARSE_SCALE), _PARSE_SCALE)
+    value = rescale_expr(exact, _PARSE_SCALE, scale, MoneyRounding.HALF_UP)
+    if allow_duration:
+        parts = s.str.extract_groups(r"^(\d+):([0-5]?\d)(?::([0-5]?\d))?$")
+        seconds = (
+            parts.struct.field("1").cast(pl.Int64) * 3600
+            + parts.struct.field("2").cast(pl.Int64) * 60
+            + parts.struct.field("3").cast(pl.Int64).fill_null(0)
+        )
+        duration = div_round_expr(seconds * (10**scale), pl.lit(3600))
+        value = pl.coalesce(value, duration)
+    return {f"{prefix}_e": value, f"{prefix}_bad": s.is_not_null() & value.is_null()}
+
+
+def _flag_columns(prefix: str, text: pl.Expr) -> dict[str, pl.Expr]:
+    s = text.str.strip_chars().str.to_lowercase()
+    value = pl.when(s.is_in(_TRUE)).then(True).when(s.is_in(_FALSE)).then(False).otherwise(None)
+    return {
+        f"{prefix}_val": value,
+        f"{prefix}_bad": s.is_not_null() & (s.str.len_bytes() > 0) & value.is_null(),
+    }
+
+
+def _currency_columns(text: pl.Expr) -> dict[str, pl.Expr]:
+    """ISO code from "GBP", "gbp" or Harvest's "British Pound - GBP"; flag anything else."""
+    s = text.str.strip_chars()
+    code = (
+        pl.when(s.str.contains(r"^[A-Za-z]{3}$"))
+        .then(s.str.to_uppercase())
+        .otherwise(s.str.extract(r"(?:^|[\s(\-])([A-Z]{3})\)?$", 1))
+    )
+    known = code.is_in(sorted(known_currencies()))
+    present = s.is_not_null() & (s.str.len_bytes() > 0)
+    return {
+        "row_currency": pl.when(present & known).then(code),
+        "currency_bad": present & ~known.fill_null(False),
+    }
+
+
+# --- the layer ------------------------------------------------------------------------------------
+
+
+def clean_and_map(raw: pl.DataFrame, mapping: MappingDocument) -> CleanResult:
+    """Turn `raw.time_entries` rows into `staging.work_items` and `staging.quarantine` rows."""
+    raw_schema = polars_schema("raw.time_entries")
+    missing = [c for c in raw_schema if c not in raw.columns]
+    if missing:
+        raise ValueError(f"raw time entries lack column(s) {missing}")
+    unknown_entities = sorted(set(raw["entity"].unique().to_list()) - set(mapping.entity_ids))
+    if unknown_entities:
+        raise ValueError(
+            f"raw rows belong to entities {unknown_entities} not in the mapping ({mapping.entity_ids})"
+        )
+
+    clients = client_frame(mapping)
+    client_names = _client_names(mapping)
+    projects = project_frame(mapping)
+    tasks = task_frame(mapping)
+    rule_version = mapping.rule_version
+    max_hours_e4 = int(mapping.limits.max_hours_per_entry.scaleb(4).to_integral_value())
+    seps = {e.id: e.harvest_csv.decimal_separator for e in mapping.entities}
+    service_revenue = {e: mapping.account(e, "service_revenue") for e in mapping.entity_ids}
+
+    df = raw.select(raw_schema.names()).with_row_index("_row")
+    df = df.with_columns(
+        _sep=pl.when(pl.col("source_system") == "harvest_csv")
+        .then(pl.col("entity").replace_strict(seps, return_dtype=pl.String))
+        .otherwise(pl.lit(".")),
+    )
+
+    # Everything derived from low-cardinality source columns is computed once per distinct value
+    # combination and joined back narrowly (see _lookup_distinct).
+    mapped = partial(
+        _map_references, clients=clients, client_names=client_names, projects=projects, tasks=tasks
+    )
+    df = lookup_distinct(df, ["client", "client_id", "project", "project_code", "task"], mapped)
+    df = lookup_distinct(df, ["person", "person_id"], _map_person)
+    for cols, specs in (
+        (
+            ["hours_raw", "rounded_hours_raw", "_sep"],
+            (("hours_raw", "hours", True), ("rounded_hours_raw", "rounded", True)),
+        ),
+        (
+            ["bill_rate_raw", "cost_rate_raw", "_sep"],
+            (("bill_rate_raw", "bill_rate", False), ("cost_rate_raw", "cost_rate", False)),
+        ),
+    ):
+        parsed = {
+            k: v
+            for col, prefix, duration in specs
+            for k, v in _number_columns(
+                prefix, _blank_to_null(pl.col(col)), pl.col("_sep"), 4, duration
+            ).items()
+        }
+        df = lookup_distinct(df, cols, lambda d, parsed=parsed: d.with_columns(**parsed))
+    flags = {
+        **_flag_columns("billable", pl.col("billable_raw")),
+        **_flag_columns("approved", pl.col("approved_raw")),
+        **_currency_columns(pl.col("currency_raw")),
+    }
+    df = lookup_distinct(
+        df, ["billable_raw", "approved_raw", "currency_raw"], lambda d: d.with_columns(**flags)
+    )
+    df = lookup_distinct(df, ["client_idx"], lambda d: d.join(clients, on="client_idx", how="left"))
+
+    # Duplicates by (source_system, source_id): only the repeated ids need the heavier work.
+    df = df.with_columns(_dup=pl.struct("source_system", "source_id").is_duplicated())
+    dups = _duplicate_status(
+        df.select(
+            "_row", "_dup", "source_file", "source_row", *_CONTENT_COLUMNS, "source_system", "source_id"
+        ).filter(pl.col("_dup"))
+    )
+    df = lookup_distinct(df, ["_row"], lambda d: d.join(dups, on="_row", how="left"), distinct=False)
+
+    missing_required = (
+        (pl.col("client_s").is_null() & pl.col("client_id_s").is_null())
+        | (pl.col("project_s").is_null() & pl.col("project_code_s").is_null())
+        | pl.col("task_s").is_null()
+        | (pl.col("person_s").is_null() & pl.col("person_id_s").is_null())
+        | (pl.col("hours_e").is_null() & ~pl.col("hours_bad"))
+    )
+    negative = (pl.col("hours_e") < 0) | (pl.col("rounded_e") < 0)
+    absurd = (pl.col("hours_e") > max_hours_e4) | (pl.col("rounded_e") > max_hours_e4)
+    bad_rate = (
+        pl.col("bill_rate_bad")
+        | pl.col("cost_rate_bad")
+        | (pl.col("bill_rate_e") < 0)
+        | (pl.col("cost_rate_e") < 0)
+    )
+    mismatch = pl.col("row_currency").is_not_null() & (pl.col("row_currency") != pl.col("client_currency"))
+    conditions = {
+        "missing_required": missing_required,
+        "bad_hours": pl.col("hours_bad") | pl.col("rounded_bad"),
+        "negative_hours": negative,
+        "absurd_hours": absurd,
+        "bad_rate": bad_rate,
+        "bad_flag": pl.col("billable_bad") | pl.col("approved_bad"),
+        "unknown_currency": pl.col("currency_bad"),
+        "currency_mismatch": mismatch,
+        "unknown_client": pl.col("client_idx").is_null(),
+        "unknown_project": pl.col("project_idx").is_null() | pl.col("_project_elsewhere"),
+        "wrong_entity": pl.col("client_entity") != pl.col("entity"),
+        "duplicate_conflict": pl.col("_dup_reason") == "duplicate_conflict",
+        "duplicate_exact": pl.col("_dup_reason") == "duplicate_exact",
+    }
+    reason: pl.Expr = pl.lit(None, dtype=pl.String)
+    for code in reversed(CLEAN_REASONS):
+        reason = pl.when(conditions[code].fill_null(False)).then(pl.lit(code)).otherwise(reason)
+    lf = df.lazy().with_columns(_reason=reason)
+
+    # Lazy, so only the columns each output needs are filtered.
+    quarantine = _quarantine_rows(
+        lf.filter(pl.col("_reason").is_not_null()), max_hours=mapping.limits.max_hours_per_entry
+    )
+    work_items = _work_items(
+        lf.filter(pl.col("_reason").is_null()), rule_version=rule_version, service_revenue=service_revenue
+    )
+    return CleanResult(work_items=work_items, quarantine=quarantine)
+
+
+def _duplicate_status(dups: pl.DataFrame) -> pl.DataFrame:
+    """For rows whose source id repeats: conflict (content differs: all copies) or exact (later copies)."""
+    schema = {"_row": pl.UInt32, "_dup_reason": pl.String, "_dup_detail": pl.String}
+    if dups.height == 0:
+        return pl.DataFrame(schema=schema)
+    content = pl.struct([pl.col(c) for c in _CONTENT_COLUMNS]).hash(seed=0xD0B)
+    ordered = dups.with_columns(_content=content).sort(
+        "source_system", "source_id", "source_file", "source_row"
+    )
+    key = ["source_system", "source_id"]
+    out = ordered.with_columns(
+        _variants=pl.col("_content").n_unique().over(key),
+        _copies=pl.len().over(key),
+        _first_file=pl.col("source_file").first().over(key),
+        _first_row=pl.col("source_row").first().over(key),
+        _is_first=pl.int_range(pl.len()).over(key) == 0,
+    )
+    return out.select(
+        "_row",
+        _dup_reason=pl.when(pl.col("_variants") > 1)
+        .then(pl.lit("duplicate_conflict"))
+        .when(~pl.col("_is_first"))
+        .then(pl.lit("duplicate_exact")),
+        _dup_detail=pl.when(pl.col("_variants") > 1)
+        .then(
+            pl.format(
+                "source id '{}' appears {} times with {} different contents; every copy is held back",
+                "source_id",
+                "_copies",
+                "_variants",
+            )
+        )
+        .otherwise(
+            pl.format(
+                "source id '{}' already accepted from {} row {} with identical content",
+                "source_id",
+                "_first_file",
+                "_first_row",
+            )
+        ),
+    ).cast(schema)
+
+
+def _q(v: str) -> pl.Expr:
+    """A raw value quoted for a detail message."""
+    return pl.concat_str([pl.lit("'"), pl.col(v).fill_null(""), pl.lit("'")])
+
+
+def _quarantine_rows(bad: pl.LazyFrame, max_hours: Decimal) -> pl.DataFrame:
+    schema = polars_schema("staging.quarantine")
+    r = pl.col("_reason")
+    missing_fields = pl.concat_str(
+        [
+            pl.when(pl.col("client_s").is_null() & pl.col("client_id_s").is_null()).then(pl.lit("client")),
+            pl.when(pl.col("project_s").is_null() & pl.col("project_code_s").is_null()).then(
+                pl.lit("project")
+            ),
+            pl.when(pl.col("task_s").is_null()).then(pl.lit("task")),
+            pl.when(pl.col("person_s").is_null() & pl.col("person_id_s").is_null()).then(pl.lit("person")),
+            pl.when(pl.col("hours_e").is_null() & ~pl.col("hours_bad")).then(pl.lit("hours")),
+        ],
+        separator=", ",
+        ignore_nulls=True,
+    )
+    which_hours_bad = pl.when(pl.col("hours_bad")).then(pl.lit("hours ")).otherwise(pl.lit("rounded hours "))
+    which_hours_raw = pl.when(pl.col("hours_bad")).then(_q("hours_raw")).otherwise(_q("rounded_hours_raw"))
+    neg_first = pl.col("hours_e") < 0
+    abs_first = pl.col("hours_e") > int(max_hours.scaleb(4))
+    rate_is_bill = pl.col("bill_rate_bad") | (pl.col("bill_rate_e") < 0).fill_null(False)
+    client_label = pl.concat_str(
+        [
+            pl.lit("client "),
+            _q("client"),
+            pl.when(pl.col("client_id_s").is_not_null()).then(
+                pl.concat_str([pl.lit(" (id "), _q("client_id"), pl.lit(")")])
+            ),
+        ],
+        ignore_nulls=True,
+    )
+    detail = (
+        pl.when(r == "missing_required")
+        .then(pl.concat_str([pl.lit("required field(s) empty: "), missing_fields]))
+        .when(r == "bad_hours")
+        .then(pl.concat_str([which_hours_bad, which_hours_raw, pl.lit(" is not a number")]))
+        .when(r == "negative_hours")
+        .then(
+            pl.concat_str(
+                [
+                    pl.when(neg_first).then(pl.lit("hours ")).otherwise(pl.lit("rounded hours ")),
+                    pl.when(neg_first).then(_q("hours_raw")).otherwise(_q("rounded_hours_raw")),
+                    pl.lit(" are negative"),
+                ]
+            )
+        )
+        .when(r == "absurd_hours")
+        .then(
+            pl.concat_str(
+                [
+                    pl.when(abs_first).then(pl.lit("hours ")).otherwise(pl.lit("rounded hours ")),
+                    pl.when(abs_first).then(_q("hours_raw")).otherwise(_q("rounded_hours_raw")),
+                    pl.lit(f" exceed the maximum of {max_hours} per entry"),
+                ]
+            )
+        )
+        .when(r == "bad_rate")
+        .then(
+            pl.concat_str(
+                [
+                    pl.when(rate_is_bill).then(pl.lit("bill rate ")).otherwise(pl.lit("cost rate ")),
+                    pl.when(rate_is_bill).then(_q("bill_rate_raw")).otherwise(_q("cost_rate_raw")),
+                    pl.lit(" is not a non-negative number"),
+                ]
+            )
+        )
+        .when(r == "bad_flag")
+        .then(
+            pl.concat_str(
+                [
+                    pl.when(pl.col("billable_bad")).then(pl.lit("billable ")).otherwise(pl.lit("approved ")),
+                    pl.when(pl.col("billable_bad")).then(_q("billable_raw")).otherwise(_q("approved_raw")),
+                    pl.lit(" is not a yes/no value"),
+                ]
+            )
+        )
+        .when(r == "unknown_currency")
+        .then(pl.concat_str([pl.lit("currency "), _q("currency_raw"), pl.lit(" is not an ISO 4217 code")]))
+        .when(r == "currency_mismatch")
+        .then(
+            pl.format(
+                "row currency {} differs from the billing currency {} of client '{}'",
+                "row_currency",
+                "client_currency",
+                "client_name",
+            )
+        )
+        .when(r == "unknown_client")
+        .then(pl.concat_str([client_label, pl.lit(" has no mapping to a customer")]))
+        .when(r == "unknown_project")
+        .then(
+            pl.when(pl.col("_project_elsewhere"))
+            .then(
+                pl.format(
+                    "project code '{}' belongs to another client than '{}'", "project_code_s", "client_name"
+                )
+            )
+            .otherwise(
+                pl.concat_str(
+                    [
+                        pl.lit("project "),
+                        _q("project"),
+                        pl.lit(" (code "),
+                        _q("project_code"),
+                        pl.lit(") of client '"),
+                        pl.col("client_name"),
+                        pl.lit("' has no mapping to a customer job"),
+                    ]
+                )
+            )
+        )
+        .when(r == "wrong_entity")
+        .then(
+            pl.format(
+                "client '{}' is mapped to entity '{}', not to this partition's entity '{}'",
+                "client_name",
+                "client_entity",
+                "entity",
+            )
+        )
+        .otherwise(pl.col("_dup_detail"))
+    )
+    out = bad.select(
+        "entity",
+        pl.col("work_date").alias("partition_date"),
+        pl.lit("clean").alias("layer"),
+        "source_system",
+        "source_file",
+        "source_row",
+        "source_id",
+        pl.col("_reason").alias("reason"),
+        detail.fill_null(pl.col("_reason")).alias("detail"),
+        "source_record",
+    )
+    return out.cast(dict(schema)).select(schema.names()).collect()
+
+
+def _work_items(good: pl.LazyFrame, rule_version: str, service_revenue: dict[str, str]) -> pl.DataFrame:
+    schema = polars_schema("staging.work_items")
+
+    source_billable = pl.coalesce(pl.col("billable_val"), pl.col("billable_by_default"), pl.lit(True))
+    is_billable = pl.col("project_billable") & source_billable
+    approved = pl.col("approved_val").fill_null(False)
+    status = (
+        pl.when(~pl.col("project_billable"))
+        .then(pl.lit("internal"))
+        .when(~source_billable)
+        .then(pl.lit("non_billable"))
+        .when(pl.col("require_approval") & ~approved)
+        .then(pl.lit("held_unapproved"))
+        .otherwise(pl.lit("billable"))
+    )
+    out = good.select(
+        stable_id_expr("source_system", "source_id", pl.lit(rule_version)).alias("work_item_id"),
+        "entity",
+        "work_date",
+        "source_system",
+        "source_id",
+        "source_file",
+        "source_row",
+        "extracted_at",
+        "client_name",
+        "customer_ref",
+        "project_name",
+        pl.coalesce("mapped_project_code", "project_code_s").alias("project_code"),
+        "customer_job",
+        pl.coalesce("mapped_task_name", "task_s").alias("task_name"),
+        pl.coalesce("mapped_item", "task_s").alias("item"),
+        pl.coalesce(
+            "mapped_revenue_account", pl.col("entity").replace_strict(service_revenue, return_dtype=pl.String)
+        ).alias("revenue_account"),
+        pl.col("_person_id").alias("person_id"),
+        pl.coalesce("person_s", "person_id_s").alias("person_name"),
+        "notes",
+        scaled_to_decimal_expr(pl.col("hours_e"), 4, 12).alias("hours"),
+        scaled_to_decimal_expr(pl.col("rounded_e"), 4, 12).alias("hours_rounded_source"),
+        is_billable.alias("is_billable"),
+        approved.alias("is_approved"),
+        status.alias("billing_status"),
+        pl.col("client_currency").alias("currency"),
+        scaled_to_decimal_expr(pl.col("bill_rate_e"), 4, 18).alias("source_bill_rate"),
+        scaled_to_decimal_expr(pl.col("cost_rate_e"), 4, 18).alias("source_cost_rate"),
+        pl.lit(None, dtype=pl.String).alias("approved_by"),
+        pl.lit(rule_version).alias("rule_version"),
+    )
+    return out.cast(dict(schema)).select(schema.names()).collect()
