@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from datetime import date, datetime, timedelta
 
 import polars as pl
+import pytest
 
 from pm_accounting_pipeline.contracts.layers import RawTimeEntry
+from pm_accounting_pipeline.sources.harvest_api.client import HarvestPermanentError
 from pm_accounting_pipeline.sources.harvest_api.sync import (
     changes_since,
     load_state,
@@ -225,3 +228,13 @@ def test_state_file_is_plain_json_with_a_high_water_mark_per_resource(sandbox, m
         "users",
     }
     assert state["last_window_check_at"]["time_entries"] == "2026-11-25T12:00:00Z"
+
+
+def test_a_failing_resource_keeps_the_changes_already_synced(sandbox, make_client, sync_config):
+    broken = dataclasses.replace(sync_config, resources=("time_entries", "no_such_resource"))
+    with pytest.raises(HarvestPermanentError, match="no_such_resource"):
+        sync_account(make_client(per_page=50), US, broken, clock=_clock())
+    seq, changed = changes_since(sync_config, US.account_id, 0)
+    assert seq == 1
+    assert changed == {(date.fromisoformat(o["spent_date"]), "us") for o in sandbox.objects("time_entries")}
+    assert _live_store(sync_config, "time_entries") == _served(sandbox, "time_entries")

@@ -282,24 +282,30 @@ def sync_account(
         seq = int(state.get("batch_seq", 0))
         new_changes: list[pl.DataFrame] = []
         for resource in config.resources:
-            raw, tomb, changes, stats, touched = _sync_resource(
+            raw, tomb, changes, stats, touched, new_store = _sync_resource(
                 client, account, config, state, resource, now, seq + 1, full, check_deletions
             )
+            # Crash-safe order: change log, then store, then state. A crash in between at worst
+            # re-detects the same changes next time (a repeated partition run), never loses them.
             if touched.height:
                 seq += 1
-                new_changes.append(
-                    touched.with_columns(pl.lit(seq, dtype=pl.Int64).alias("seq")).select(
-                        CHANGES_SCHEMA.names()
-                    )
+                batch = touched.with_columns(pl.lit(seq, dtype=pl.Int64).alias("seq")).select(
+                    CHANGES_SCHEMA.names()
                 )
+                new_changes.append(batch)
+                _atomic_write_parquet(
+                    directory / "changes.parquet",
+                    pl.concat([load_changes(config, account.account_id), batch]),
+                )
+            if new_store is not None:
+                _atomic_write_parquet(directory / f"{resource}.parquet", new_store)
+            state["batch_seq"] = seq
+            _save_state(config, account.account_id, state)
             results[resource] = (raw, tomb, changes, stats)
-        reference = _sync_reference(client, account, config, state, now, full)
-        if new_changes:
-            log = pl.concat([load_changes(config, account.account_id), *new_changes])
-            _atomic_write_parquet(directory / "changes.parquet", log)
-        state["batch_seq"] = seq
+        _sync_reference(client, account, config, state, now, full)
         state["last_sync_at"] = now.strftime(_TS)
         _save_state(config, account.account_id, state)
+        reference = {r: load_reference(config, account.account_id, r) for r in config.reference_resources}
 
     te_raw, te_tomb, te_changes, te_stats = results.get(
         "time_entries",
@@ -341,7 +347,7 @@ def _sync_resource(
     next_seq: int,
     full: bool,
     check_deletions: bool | None,
-) -> tuple[RawBatch, pl.DataFrame, pl.DataFrame, dict[str, Any], pl.DataFrame]:
+) -> tuple[RawBatch, pl.DataFrame, pl.DataFrame, dict[str, Any], pl.DataFrame, pl.DataFrame | None]:
     hwm = _ts(state["high_water_mark"].get(resource))
     full = full or hwm is None
     last_check = _ts(state["last_window_check_at"].get(resource))
@@ -427,8 +433,6 @@ def _sync_resource(
     new_store = pl.concat(
         [store.filter(~pl.col("source_id").is_in(replaced)), upserts, tomb_rows.select(STORE_SCHEMA.names())]
     ).cast(STORE_SCHEMA)
-    if upserts.height or tomb_rows.height:
-        _atomic_write_parquet(config.account_dir(account.account_id) / f"{resource}.parquet", new_store)
 
     # Partitions touched: where changed objects are now, where moved ones were, where deleted ones were.
     touched = (
@@ -496,7 +500,24 @@ def _sync_resource(
         "high_water_mark": state["high_water_mark"].get(resource),
         "batch_hash": batch_hash,
     }
-    return raw, tombstones, changes, stats, touched
+    changed_store = new_store if (upserts.height or tomb_rows.height) else None
+    return raw, tombstones, changes, stats, touched, changed_store
+
+
+def load_reference(config: SyncConfig, account_id: str, resource: str) -> pl.DataFrame:
+    """The latest snapshot of a reference resource (clients, projects, ...): id, updated_at, hash, record."""
+    path = config.account_dir(account_id) / "reference" / f"{resource}.parquet"
+    columns = ["source_id", "updated_at", "content_hash", "record"]
+    if not path.exists():
+        return pl.DataFrame(
+            schema={
+                "source_id": pl.String,
+                "updated_at": _UTC,
+                "content_hash": pl.String,
+                "record": pl.String,
+            }
+        )
+    return pl.read_parquet(path, columns=columns)
 
 
 def _sync_reference(
@@ -506,9 +527,8 @@ def _sync_reference(
     state: dict[str, Any],
     now: datetime,
     full: bool,
-) -> dict[str, pl.DataFrame]:
+) -> None:
     """Clients, projects, tasks, users, categories: incrementally merged snapshots (id -> object)."""
-    out: dict[str, pl.DataFrame] = {}
     for resource in config.reference_resources:
         path = config.account_dir(account.account_id) / "reference" / f"{resource}.parquet"
         hwm = None if full else _ts(state["high_water_mark"].get(resource))
@@ -525,8 +545,6 @@ def _sync_reference(
         max_seen = pulled["updated_at"].max()
         if max_seen is not None and (hwm is None or max_seen > hwm):
             state["high_water_mark"][resource] = max_seen.strftime(_TS)
-        out[resource] = merged.select("source_id", "updated_at", "content_hash", "record")
-    return out
 
 
 def sync_accounts(
