@@ -6,6 +6,7 @@ location loads (`PM_ACCOUNTING_CONFIG`, else `<data>/mapping.yaml`, else the pac
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import dagster as dg
@@ -13,14 +14,21 @@ import dagster as dg
 from pm_accounting_pipeline.config.schema import load_mapping
 from pm_accounting_pipeline.defs.analytics.assets import ANALYTICS_ASSETS
 from pm_accounting_pipeline.defs.automation import build_landing_sensor, build_schedules
-from pm_accounting_pipeline.defs.jobs import analytics_job, daily_job, invoice_job
+from pm_accounting_pipeline.defs.jobs import analytics_job, daily_job, harvest_api_job, invoice_job
 from pm_accounting_pipeline.defs.ledger.assets import build_ledger_assets
 from pm_accounting_pipeline.defs.ledger.checks import build_ledger_checks
 from pm_accounting_pipeline.defs.partitions import build_partitions
 from pm_accounting_pipeline.defs.raw.assets import build_raw_assets
 from pm_accounting_pipeline.defs.resources import PipelineResource
+from pm_accounting_pipeline.defs.sources import (
+    HarvestApiResource,
+    build_harvest_api_assets,
+    build_harvest_sensor,
+    harvest_accounts_from_mapping,
+)
 from pm_accounting_pipeline.defs.staging.assets import build_staging_assets
 from pm_accounting_pipeline.lib import settings
+from pm_accounting_pipeline.sources.harvest_api.client import HARVEST_BASE_URL
 
 
 def build_definitions(data_dir: Path | None = None, config_path: Path | None = None) -> dg.Definitions:
@@ -30,6 +38,7 @@ def build_definitions(data_dir: Path | None = None, config_path: Path | None = N
     parts = build_partitions(mapping)
     assets = [
         *build_raw_assets(parts),
+        *build_harvest_api_assets(parts.daily),
         *build_staging_assets(parts),
         *build_ledger_assets(parts),
         *ANALYTICS_ASSETS,
@@ -37,10 +46,22 @@ def build_definitions(data_dir: Path | None = None, config_path: Path | None = N
     return dg.Definitions(
         assets=assets,
         asset_checks=build_ledger_checks(),
-        jobs=[daily_job, invoice_job, analytics_job],
-        sensors=[build_landing_sensor(parts, daily_job, invoice_job)],
+        jobs=[daily_job, harvest_api_job, invoice_job, analytics_job],
+        sensors=[
+            build_landing_sensor(parts, daily_job, invoice_job),
+            build_harvest_sensor(harvest_api_job, parts.daily, minimum_interval_seconds=60),
+        ],
         schedules=build_schedules(parts, daily_job, invoice_job, analytics_job),
-        resources={"pipeline": PipelineResource(data_dir=str(data_dir), config_path=str(config_path))},
+        resources={
+            "pipeline": PipelineResource(data_dir=str(data_dir), config_path=str(config_path)),
+            # The token comes from the environment only; the URL may point at the local sandbox.
+            "harvest": HarvestApiResource(
+                token=dg.EnvVar("HARVEST_TOKEN"),
+                accounts=harvest_accounts_from_mapping(mapping),
+                data_dir=str(data_dir),
+                base_url=os.environ.get("HARVEST_BASE_URL", HARVEST_BASE_URL),
+            ),
+        },
     )
 
 

@@ -45,7 +45,7 @@ def main(
         os.environ["PM_ACCOUNTING_CONFIG"] = str(config.resolve())
 
 
-def _mapping_or_exit(path: Path):  # noqa: ANN202 - returns MappingDocument
+def _mapping_or_exit(path: Path):
     from pm_accounting_pipeline.config.schema import MappingDocumentError, load_mapping
 
     try:
@@ -109,6 +109,9 @@ def ingest(
             reasons,
         )
     console.print(table)
+    for r in results:
+        if r.error is not None:
+            err.print(f"rejected: {r.error}", soft_wrap=True)
     if failed:
         raise typer.Exit(1)
 
@@ -220,6 +223,40 @@ sandbox_app = typer.Typer(
     help="Local, faithful sandboxes of the vendor APIs (loopback only).", no_args_is_help=True
 )
 app.add_typer(sandbox_app, name="sandbox")
+
+
+@sandbox_app.command("harvest")
+def sandbox_harvest(
+    token: Annotated[
+        str, typer.Option("--token", envvar="HARVEST_TOKEN", help="Bearer token clients must send.")
+    ],
+    account_id: Annotated[str, typer.Option("--account-id", help="Harvest-Account-Id clients must send.")],
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 8765,
+    rate_limit: Annotated[
+        str, typer.Option(help="Requests per window, e.g. 100/15s (Harvest's own).")
+    ] = "100/15s",
+    entries: Annotated[
+        int | None, typer.Option(help="Time entries to serve (default: the demo data).")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the demo data and of injected faults.")] = 42,
+    host: Annotated[str, typer.Option(help="Interface to bind (keep it on loopback).")] = "127.0.0.1",
+) -> None:
+    """A local Harvest API v2 over real HTTP: envelope, cursor pagination, filters, auth, 429 +
+    Retry-After, and a control API under /_sandbox/ to edit, approve, delete entries and inject faults."""
+    from pm_accounting_pipeline.sandboxes.harvest import run_forever
+
+    console.print(
+        f"Harvest sandbox on http://{host}:{port} (account {account_id}, limit {rate_limit}); Ctrl-C stops it"
+    )
+    run_forever(
+        host=host,
+        port=port,
+        token=token,
+        account_id=account_id,
+        rate_limit=rate_limit,
+        entries=entries,
+        seed=seed,
+    )
 
 
 def entrypoint() -> None:  # pragma: no cover - console script shim

@@ -7,6 +7,7 @@ import dagster as dg
 from pm_accounting_pipeline.defs.analytics.assets import ANALYTICS_ASSETS
 from pm_accounting_pipeline.defs.ledger.assets import ACCRUALS, INVOICES
 from pm_accounting_pipeline.defs.raw.assets import RAW_TIME_ENTRIES
+from pm_accounting_pipeline.defs.sources.assets import HARVEST_API_RAW
 from pm_accounting_pipeline.defs.staging.assets import FX_BILLABLES, RATED_BILLABLES, WORK_ITEMS
 
 DAILY_ASSETS = [RAW_TIME_ENTRIES, WORK_ITEMS, RATED_BILLABLES, FX_BILLABLES, ACCRUALS]
@@ -16,6 +17,11 @@ daily_job = dg.define_asset_job(
     selection=dg.AssetSelection.assets(*DAILY_ASSETS),
     description="Raw extracts to daily accrual entries for (day x entity) partitions.",
     tags={"dagster/max_retries": "1"},
+)
+harvest_api_job = dg.define_asset_job(
+    "harvest_api_pipeline",
+    selection=dg.AssetSelection.assets(HARVEST_API_RAW, *DAILY_ASSETS[1:]),
+    description="Harvest API changes to daily accrual entries for the (day x entity) partitions they touch.",
 )
 invoice_job = dg.define_asset_job(
     "monthly_billing",

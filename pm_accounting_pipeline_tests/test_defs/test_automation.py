@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import dagster as dg
 import polars as pl
@@ -96,7 +96,7 @@ def test_sensor_ignores_the_same_bytes_under_another_name_and_sees_a_new_file(co
 def test_daily_schedule_runs_yesterday_for_every_entity_as_one_run(demo_env) -> None:
     parts = build_partitions(load_mapping(demo_env.config))
     schedules = {s.name: s for s in build_schedules(parts, daily_job, invoice_job, analytics_job)}
-    ctx = dg.build_schedule_context(scheduled_execution_time=datetime(2026, 10, 6, 2, 0, tzinfo=timezone.utc))
+    ctx = dg.build_schedule_context(scheduled_execution_time=datetime(2026, 10, 6, 2, 0, tzinfo=UTC))
     req = schedules["daily_yesterday_schedule"].evaluate_tick(ctx).run_requests[0]
     assert req.tags["dagster/asset_partition_range_start"] == "2026-10-05|de"
     assert req.tags["dagster/asset_partition_range_end"] == "2026-10-05|us"
@@ -105,7 +105,7 @@ def test_daily_schedule_runs_yesterday_for_every_entity_as_one_run(demo_env) -> 
 def test_monthly_schedule_bills_the_month_that_just_ended(demo_env) -> None:
     parts = build_partitions(load_mapping(demo_env.config))
     schedules = {s.name: s for s in build_schedules(parts, daily_job, invoice_job, analytics_job)}
-    ctx = dg.build_schedule_context(scheduled_execution_time=datetime(2026, 11, 1, 4, 0, tzinfo=timezone.utc))
+    ctx = dg.build_schedule_context(scheduled_execution_time=datetime(2026, 11, 1, 4, 0, tzinfo=UTC))
     req = schedules["monthly_billing_schedule"].evaluate_tick(ctx).run_requests[0]
     assert req.tags["dagster/asset_partition_range_start"] == "2026-10-01|de"
     assert req.tags["dagster/asset_partition_range_end"] == "2026-10-01|us"

@@ -9,6 +9,7 @@ from pm_accounting_pipeline.definitions import build_definitions
 
 EXPECTED_ASSETS = {
     "raw/time_entries": ("raw", "daily"),
+    "raw/harvest_api_time_entries": ("raw", "daily"),
     "staging/work_items": ("staging", "daily"),
     "staging/rated_billables": ("staging", "daily"),
     "staging/fx_billables": ("staging", "daily"),
@@ -62,7 +63,7 @@ def test_asset_keys_groups_and_partitions_are_as_published(demo_env) -> None:
             entity_dim = next(d for d in pdef.partitions_defs if d.name == "entity").partitions_def
             assert entity_dim.get_partition_keys() == ["de", "uk", "us"]
         seen[key.to_user_string()] = (node.group_name, kind)
-    from_helpers = {k for k in seen if k.startswith(("posting/", "raw/harvest"))}
+    from_helpers = {k for k in seen if k.startswith("posting/")}
     assert {k: v for k, v in seen.items() if k not in from_helpers} == EXPECTED_ASSETS
 
 
@@ -79,8 +80,10 @@ def test_every_layer_has_its_blocking_checks(demo_env) -> None:
 def test_jobs_sensors_and_schedules_are_published(demo_env) -> None:
     defs = _defs(demo_env)
     repo = defs.get_repository_def()
-    assert {"daily_pipeline", "monthly_billing", "analytics_refresh"} <= set(repo.job_names)
-    assert "landing_files_sensor" in {s.name for s in repo.sensor_defs}
+    assert {"daily_pipeline", "harvest_api_pipeline", "monthly_billing", "analytics_refresh"} <= set(
+        repo.job_names
+    )
+    assert {"landing_files_sensor", "harvest_api_sensor"} <= {s.name for s in repo.sensor_defs}
     schedules = {s.name: s.cron_schedule for s in repo.schedule_defs}
     assert schedules["daily_yesterday_schedule"] == "0 2 * * *"
     assert schedules["monthly_billing_schedule"] == "0 4 1 * *"
@@ -90,3 +93,10 @@ def test_definitions_load_from_the_packaged_example_without_any_data() -> None:
     from pm_accounting_pipeline.definitions import defs
 
     assert defs.resolve_asset_graph().get_all_asset_keys()
+
+
+def test_packaged_example_mapping_is_the_generators_default_output() -> None:
+    from pm_accounting_pipeline.demo.generator import DemoConfig, generate
+    from pm_accounting_pipeline.lib.settings import EXAMPLE_MAPPING
+
+    assert EXAMPLE_MAPPING.read_text(encoding="utf-8") == generate(DemoConfig()).mapping_yaml

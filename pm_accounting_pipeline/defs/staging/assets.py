@@ -27,6 +27,7 @@ from pm_accounting_pipeline.defs.metadata import (
 from pm_accounting_pipeline.defs.partitions import PipelinePartitions, context_partitions
 from pm_accounting_pipeline.defs.raw.assets import RAW_TIME_ENTRIES
 from pm_accounting_pipeline.defs.resources import PipelineResource
+from pm_accounting_pipeline.defs.sources.assets import HARVEST_API_RAW
 
 WORK_ITEMS = dg.AssetKey(["staging", "work_items"])
 RATED_BILLABLES = dg.AssetKey(["staging", "rated_billables"])
@@ -112,7 +113,7 @@ LAYERS = (
 def _build(layer: Layer, parts: PipelinePartitions) -> dg.AssetsDefinition:
     @dg.asset(
         key=layer.key,
-        deps=[layer.upstream],
+        deps=[layer.upstream, *([HARVEST_API_RAW] if layer.upstream == RAW_TIME_ENTRIES else [])],
         partitions_def=parts.daily,
         backfill_policy=dg.BackfillPolicy.single_run(),
         group_name="staging",
