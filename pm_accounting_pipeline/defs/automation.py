@@ -69,12 +69,14 @@ def build_landing_sensor(
             for d in sorted(x for x in days if x >= mapping.start_date):
                 key = daily_key(d, entity)
                 requests.append(
-                    dg.RunRequest(run_key=f"{key}:{tag}", job_name=daily_job.name, partition_key=key)
+                    dg.RunRequest(run_key=f"daily:{key}:{tag}", job_name=daily_job.name, partition_key=key)
                 )
             for m in sorted(_complete_months(days, today)):
                 key = monthly_key(m, entity)
                 requests.append(
-                    dg.RunRequest(run_key=f"{key}:{tag}", job_name=invoice_job.name, partition_key=key)
+                    dg.RunRequest(
+                        run_key=f"billing:{key}:{tag}", job_name=invoice_job.name, partition_key=key
+                    )
                 )
         if not new_hashes:
             return dg.SensorResult(skip_reason="no new landing files", cursor=context.cursor)

@@ -17,7 +17,7 @@ from pm_accounting_pipeline.extract.landing import LandingFile
 from pm_accounting_pipeline.extract.parse import QUARANTINE_TABLE, RAW_TABLE, parse_file
 
 
-def _may_contribute(lf: LandingFile, dates: set[date] | None) -> bool:
+def may_contribute(lf: LandingFile, dates: set[date] | None) -> bool:
     """False only when the sidecar proves the file has nothing for `dates`: no work date in its span
     and not its extraction date (file-level and bad-date quarantine rows land on that date)."""
     if dates is None or lf.work_date_min is None or lf.work_date_max is None:
@@ -45,7 +45,7 @@ def extract_raw(
     quarantine: list[pl.DataFrame] = [empty_frame(QUARANTINE_TABLE)]
     wanted = pl.lit(pl.Series(sorted(dates), dtype=pl.Date)).implode() if dates is not None else None
     for lf in unique_files(files):
-        if not _may_contribute(lf, dates):
+        if not may_contribute(lf, dates):
             continue
         parsed = parse_file(
             lf.path, entity, mapping, extracted_at=lf.extracted_at, source_file=lf.path.name, fmt=lf.format

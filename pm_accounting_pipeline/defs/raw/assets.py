@@ -1,17 +1,19 @@
 """The raw time-entry asset: landing files of an entity, routed to (work date, entity) partitions."""
 
+from datetime import date
+
 import dagster as dg
 import polars as pl
 
-from pm_accounting_pipeline.contracts.layers import RawTimeEntry
+from pm_accounting_pipeline.contracts.layers import RawTimeEntry, empty_frame
 from pm_accounting_pipeline.defs.metadata import contract_check, md_table, reason_counts
 from pm_accounting_pipeline.defs.partitions import PipelinePartitions, context_partitions
 from pm_accounting_pipeline.defs.resources import PipelineResource
 from pm_accounting_pipeline.extract.landing import list_landing_files
-from pm_accounting_pipeline.extract.raw import extract_raw
+from pm_accounting_pipeline.extract.parse import parse_file
+from pm_accounting_pipeline.extract.raw import may_contribute, unique_files
 
 RAW_TIME_ENTRIES = dg.AssetKey(["raw", "time_entries"])
-UNROUTABLE_KEY = "unroutable"
 
 
 def build_raw_assets(parts: PipelinePartitions) -> list[dg.AssetsDefinition]:
@@ -35,23 +37,32 @@ def build_raw_assets(parts: PipelinePartitions) -> list[dg.AssetsDefinition]:
         mapping = pipeline.mapping()
         lake = pipeline.lake()
         wanted = context_partitions(context)
-        entities = sorted({e for e, _ in wanted})
-        frames, quarantines, files_seen = [], [], 0
-        for entity in entities:
-            files = list_landing_files(pipeline.paths.data_dir, entity)
+        frames, quarantines, files_read, files_seen = [empty_frame("raw.time_entries")], [], 0, 0
+        for entity in sorted({e for e, _ in wanted}):
+            days = {date.fromisoformat(k) for e, k in wanted if e == entity}
+            files = unique_files(list_landing_files(pipeline.paths.data_dir, entity))
             files_seen += len(files)
-            raw, quarantine = extract_raw(files, entity, mapping, None)
-            keys = {k for e, k in wanted if e == entity}
-            frames.append(raw.filter(pl.col("work_date").cast(pl.String).is_in(sorted(keys))))
-            # Unroutable rows belong to the file, not a day: one file per entity, rewritten whole.
-            lake.write_partitions(
-                "staging.quarantine",
-                quarantine,
-                [(entity, UNROUTABLE_KEY)],
-                "raw",
-                pl.lit(UNROUTABLE_KEY),
-            )
-            quarantines.append(quarantine)
+            day_list = pl.Series(sorted(days), dtype=pl.Date)
+            for lf in files:
+                if not may_contribute(lf, days):
+                    continue  # the sidecar's work-date span proves it has nothing for these days
+                files_read += 1
+                parsed = parse_file(
+                    lf.path,
+                    entity,
+                    mapping,
+                    extracted_at=lf.extracted_at,
+                    source_file=lf.path.name,
+                    fmt=lf.format,
+                )
+                frames.append(parsed.rows.filter(pl.col("work_date").is_in(day_list.implode())))
+                # What cannot be routed to a day (unreadable file, bad date) belongs to the file:
+                # one quarantine file per landed file, rewritten whenever the file is read.
+                key = f"file-{lf.file_hash[:16]}"
+                lake.write_partitions(
+                    "staging.quarantine", parsed.quarantine, [(entity, key)], "raw", pl.lit(key)
+                )
+                quarantines.append(parsed.quarantine)
         raw_all = pl.concat(frames)
         quarantine_all = pl.concat(quarantines)
         counts = lake.write_partitions("raw.time_entries", raw_all, wanted, "raw", pl.col("work_date"))
@@ -64,6 +75,7 @@ def build_raw_assets(parts: PipelinePartitions) -> list[dg.AssetsDefinition]:
                 "dagster/row_count": raw_all.height,
                 "partitions": len(counts),
                 "landing_files": files_seen,
+                "landing_files_read": files_read,
                 "rows_by_source_system": dg.MetadataValue.md(md_table(by_system)),
                 "unroutable_rows_by_reason": reason_counts(quarantine_all),
             },
