@@ -32,13 +32,17 @@ err = Console(stderr=True)
 
 LedgerUrl = Annotated[
     str | None,
-    typer.Option("--ledger-url", envvar="PM_ACCOUNTING_LEDGER_URL",
-                 help="Ledger database (postgresql://...); default <data>/ledger.duckdb."),
+    typer.Option(
+        "--ledger-url",
+        envvar="PM_ACCOUNTING_LEDGER_URL",
+        help="Ledger database (postgresql://...); default <data>/ledger.duckdb.",
+    ),
 ]
 Actor = Annotated[str | None, typer.Option("--actor", help="Who does this (recorded); default: the OS user.")]
 
 
 # --- plain functions ------------------------------------------------------------------------------------
+
 
 def data_dir() -> Path:
     return Path(os.environ.get("PM_ACCOUNTING_DATA", "data")).resolve()
@@ -71,8 +75,14 @@ def _actor(actor: str | None) -> str:
         return "cli"
 
 
-def post_selected(data: Path, ledger_url: str | None, invoices: list[str], entries: list[str],
-                  targets: list[str] | None = None, mapping: MappingDocument | None = None) -> list[DeliveryReport]:
+def post_selected(
+    data: Path,
+    ledger_url: str | None,
+    invoices: list[str],
+    entries: list[str],
+    targets: list[str] | None = None,
+    mapping: MappingDocument | None = None,
+) -> list[DeliveryReport]:
     """Post the given invoices / journal entries now (manual: ignores the kill switch)."""
     with store_for(data, ledger_url) as store:
         adapters = service.build_targets(store, mapping, only=targets)
@@ -83,8 +93,12 @@ def post_selected(data: Path, ledger_url: str | None, invoices: list[str], entri
                 a.close()
 
 
-def post_due(data: Path, ledger_url: str | None, targets: list[str] | None = None,
-             mapping: MappingDocument | None = None) -> list[DeliveryReport]:
+def post_due(
+    data: Path,
+    ledger_url: str | None,
+    targets: list[str] | None = None,
+    mapping: MappingDocument | None = None,
+) -> list[DeliveryReport]:
     """Run automated posting for what is due (stops at once if the kill switch is on)."""
     with store_for(data, ledger_url) as store:
         adapters = service.build_targets(store, mapping, only=targets)
@@ -95,8 +109,13 @@ def post_due(data: Path, ledger_url: str | None, targets: list[str] | None = Non
                 a.close()
 
 
-def reconcile(data: Path, ledger_url: str | None, entities: list[str] | None = None,
-              targets: list[str] | None = None, mapping: MappingDocument | None = None) -> ReconciliationReport:
+def reconcile(
+    data: Path,
+    ledger_url: str | None,
+    entities: list[str] | None = None,
+    targets: list[str] | None = None,
+    mapping: MappingDocument | None = None,
+) -> ReconciliationReport:
     with store_for(data, ledger_url) as store:
         adapters = service.build_targets(store, mapping, only=targets)
         try:
@@ -120,10 +139,21 @@ def dlq_list(
     """List dead-letter entries (open ones unless --all)."""
     with store_for(data_dir(), ledger_url) as store:
         rows = dlq_ops.list_entries(store, open_only=not all_entries, target=target)
-    table = Table("dlq id", "target", "kind", "document", "entity", "reason", "error", "created", "resolution")
+    table = Table(
+        "dlq id", "target", "kind", "document", "entity", "reason", "error", "created", "resolution"
+    )
     for r in rows:
-        table.add_row(r["dlq_id"], r["target"], r["document_kind"], r["document_id"], r["entity"], r["reason"],
-                      (r["error"] or "")[:80], f"{r['created_at']:%Y-%m-%d %H:%M}", r["resolution"] or "")
+        table.add_row(
+            r["dlq_id"],
+            r["target"],
+            r["document_kind"],
+            r["document_id"],
+            r["entity"],
+            r["reason"],
+            (r["error"] or "")[:80],
+            f"{r['created_at']:%Y-%m-%d %H:%M}",
+            r["resolution"] or "",
+        )
     console.print(table)
     console.print(f"{len(rows)} entr{'y' if len(rows) == 1 else 'ies'}")
 
@@ -143,9 +173,14 @@ def dlq_show(dlq_id: str, ledger_url: LedgerUrl = None) -> None:
 @dlq_app.command("replay")
 def dlq_replay(
     dlq_ids: Annotated[list[str], typer.Argument(help="Entries to replay.")],
-    rerender: Annotated[bool, typer.Option("--rerender", help="Rebuild the payload from the current mapping "
-                                                              "first (for refusals fixed by a mapping change).")]
-    = False,
+    rerender: Annotated[
+        bool,
+        typer.Option(
+            "--rerender",
+            help="Rebuild the payload from the current mapping "
+            "first (for refusals fixed by a mapping change).",
+        ),
+    ] = False,
     actor: Actor = None,
     ledger_url: LedgerUrl = None,
 ) -> None:
@@ -183,6 +218,7 @@ def dlq_discard(
 
 # --- post ----------------------------------------------------------------------------------------------------
 
+
 def _print_reports(reports: list[DeliveryReport]) -> bool:
     table = Table("target", "posted", "dead", "retry later", "requests", "note")
     ok = True
@@ -195,11 +231,18 @@ def _print_reports(reports: list[DeliveryReport]) -> bool:
 
 
 def post(
-    invoice: Annotated[list[str] | None, typer.Option("--invoice", help="Invoice id to post (repeatable).")] = None,
-    entry: Annotated[list[str] | None, typer.Option("--entry", help="Journal entry id to post (repeatable).")] = None,
-    target: Annotated[list[str] | None, typer.Option("--target", help="Only these targets (repeatable).")] = None,
-    due: Annotated[bool, typer.Option("--due", help="Post everything due (automated run; obeys the kill switch).")]
-    = False,
+    invoice: Annotated[
+        list[str] | None, typer.Option("--invoice", help="Invoice id to post (repeatable).")
+    ] = None,
+    entry: Annotated[
+        list[str] | None, typer.Option("--entry", help="Journal entry id to post (repeatable).")
+    ] = None,
+    target: Annotated[
+        list[str] | None, typer.Option("--target", help="Only these targets (repeatable).")
+    ] = None,
+    due: Annotated[
+        bool, typer.Option("--due", help="Post everything due (automated run; obeys the kill switch).")
+    ] = False,
     ledger_url: LedgerUrl = None,
 ) -> None:
     """Post selected documents by hand, even while the kill switch is on (or --due for a normal run)."""
@@ -221,8 +264,9 @@ def post(
 
 # --- kill switch -----------------------------------------------------------------------------------------------
 
-killswitch_app = typer.Typer(help="Stop automated posting at once (on) or let it run again (off).",
-                             no_args_is_help=True)
+killswitch_app = typer.Typer(
+    help="Stop automated posting at once (on) or let it run again (off).", no_args_is_help=True
+)
 
 
 @killswitch_app.command("on")
@@ -267,10 +311,17 @@ def killswitch_status(ledger_url: LedgerUrl = None) -> None:
 
 # --- reconcile ------------------------------------------------------------------------------------------------
 
+
 def reconcile_targets_command(
-    entity: Annotated[list[str] | None, typer.Option("--entity", help="Only these entities (repeatable).")] = None,
-    target: Annotated[list[str] | None, typer.Option("--target", help="Only these targets (repeatable).")] = None,
-    output: Annotated[Path | None, typer.Option("--output", help="Write the report tables as CSV here.")] = None,
+    entity: Annotated[
+        list[str] | None, typer.Option("--entity", help="Only these entities (repeatable).")
+    ] = None,
+    target: Annotated[
+        list[str] | None, typer.Option("--target", help="Only these targets (repeatable).")
+    ] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", help="Write the report tables as CSV here.")
+    ] = None,
     ledger_url: LedgerUrl = None,
 ) -> None:
     """Counts and totals per entity and day, local vs each target; documents missing on either side."""
@@ -281,23 +332,41 @@ def reconcile_targets_command(
         raise typer.Exit(2) from None
     table = Table("target", "entity", "day", "currency", "local n", "remote n", "local total", "remote total")
     for r in report.summary.iter_rows(named=True):
-        style = "" if (r["local_count"], r["local_total_minor"]) == (r["remote_count"], r["remote_total_minor"]) \
+        style = (
+            ""
+            if (r["local_count"], r["local_total_minor"]) == (r["remote_count"], r["remote_total_minor"])
             else "red"
-        table.add_row(r["target"], r["entity"], str(r["posting_date"]), r["currency"] or "(base)",
-                      str(r["local_count"]), str(r["remote_count"]), str(r["local_total_minor"]),
-                      str(r["remote_total_minor"]), style=style)
+        )
+        table.add_row(
+            r["target"],
+            r["entity"],
+            str(r["posting_date"]),
+            r["currency"] or "(base)",
+            str(r["local_count"]),
+            str(r["remote_count"]),
+            str(r["local_total_minor"]),
+            str(r["remote_total_minor"]),
+            style=style,
+        )
     console.print(table)
     console.print(json.dumps(report.counts()))
     if output is not None:
         output.mkdir(parents=True, exist_ok=True)
-        for name in ("summary", "missing_remote", "missing_local", "duplicates_remote", "amount_mismatches",
-                     "not_yet_posted"):
+        for name in (
+            "summary",
+            "missing_remote",
+            "missing_local",
+            "duplicates_remote",
+            "amount_mismatches",
+            "not_yet_posted",
+        ):
             getattr(report, name).write_csv(output / f"{name}.csv")
     if not report.ok:
         raise typer.Exit(1)
 
 
 # --- beancount ------------------------------------------------------------------------------------------------
+
 
 def beancount_command(
     output: Annotated[Path, typer.Option("--output", help="Journal file to write.")],
@@ -316,6 +385,7 @@ def beancount_command(
 
 
 # --- sandboxes, chaos -------------------------------------------------------------------------------------------
+
 
 def sandbox_qbo(
     port: Annotated[int, typer.Option("--port")] = 8081,

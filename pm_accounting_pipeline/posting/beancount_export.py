@@ -64,18 +64,30 @@ def _camel(expr: pl.Expr) -> pl.Expr:
 
 def _account_name() -> pl.Expr:
     root = pl.col("account_role").replace_strict(ROLE_ROOTS, default=None, return_dtype=pl.String)
-    by_digit = pl.col("account").str.slice(0, 1).replace_strict(_DIGIT_ROOTS, default="Expenses",
-                                                                return_dtype=pl.String)
+    by_digit = (
+        pl.col("account")
+        .str.slice(0, 1)
+        .replace_strict(_DIGIT_ROOTS, default="Expenses", return_dtype=pl.String)
+    )
     entity = _camel(pl.col("entity"))
     # A component must start with a capital letter or a digit.
     entity = pl.when(entity.str.contains(r"^[A-Z0-9]")).then(entity).otherwise(pl.lit("E") + entity)
-    return pl.concat_str([pl.coalesce(root, by_digit), pl.lit(":"), entity, pl.lit(":"),
-                          _camel(pl.col("account_role")), pl.lit("-"),
-                          pl.col("account").str.replace_all(r"[^A-Za-z0-9]", "")])
+    return pl.concat_str(
+        [
+            pl.coalesce(root, by_digit),
+            pl.lit(":"),
+            entity,
+            pl.lit(":"),
+            _camel(pl.col("account_role")),
+            pl.lit("-"),
+            pl.col("account").str.replace_all(r"[^A-Za-z0-9]", ""),
+        ]
+    )
 
 
-def beancount_text(lines: pl.DataFrame, *, title: str = "pm-accounting ledger",
-                   operating_currencies: list[str] | None = None) -> str:
+def beancount_text(
+    lines: pl.DataFrame, *, title: str = "pm-accounting ledger", operating_currencies: list[str] | None = None
+) -> str:
     """The journal for lines in LINES_SCHEMA (one transaction per `entry_key`)."""
     lines = lines.select(list(LINES_SCHEMA)).cast(LINES_SCHEMA)  # type: ignore[arg-type]
     digits = minor_digits_table(set(lines["currency"].unique().to_list()))
@@ -88,32 +100,50 @@ def beancount_text(lines: pl.DataFrame, *, title: str = "pm-accounting ledger",
         .alias("_amount")
     )
     opens = (
-        df.group_by("bean_account").agg(pl.col("posting_date").min().alias("opened"))
+        df.group_by("bean_account")
+        .agg(pl.col("posting_date").min().alias("opened"))
         .sort("bean_account")
-        .select(pl.concat_str([pl.col("opened").cast(pl.String), pl.lit(" open "), pl.col("bean_account")])
-                .alias("text"))
+        .select(
+            pl.concat_str([pl.col("opened").cast(pl.String), pl.lit(" open "), pl.col("bean_account")]).alias(
+                "text"
+            )
+        )
     )
     postings = df.sort("posting_date", "entry_key", "line_no").with_columns(
-        pl.concat_str([pl.lit("  "), pl.col("bean_account"), pl.lit("  "), pl.col("_amount"), pl.lit(" "),
-                       pl.col("currency")]).alias("_posting")
+        pl.concat_str(
+            [
+                pl.lit("  "),
+                pl.col("bean_account"),
+                pl.lit("  "),
+                pl.col("_amount"),
+                pl.lit(" "),
+                pl.col("currency"),
+            ]
+        ).alias("_posting")
     )
-    txns = postings.group_by("entry_key", maintain_order=True).agg(
-        pl.col("posting_date").first(),
-        pl.col("entity").first(),
-        pl.col("narration").first(),
-        pl.col("_posting").str.join("\n").alias("_body"),
-    ).select(
-        pl.concat_str([
-            pl.col("posting_date").cast(pl.String),
-            pl.lit(' * "'),
-            pl.col("entity"),
-            pl.lit('" "'),
-            pl.col("narration").str.replace_all(r'["\\\n]', " "),
-            pl.lit('"\n  pm-entry: "'),
-            pl.col("entry_key"),
-            pl.lit('"\n'),
-            pl.col("_body"),
-        ]).alias("text")
+    txns = (
+        postings.group_by("entry_key", maintain_order=True)
+        .agg(
+            pl.col("posting_date").first(),
+            pl.col("entity").first(),
+            pl.col("narration").first(),
+            pl.col("_posting").str.join("\n").alias("_body"),
+        )
+        .select(
+            pl.concat_str(
+                [
+                    pl.col("posting_date").cast(pl.String),
+                    pl.lit(' * "'),
+                    pl.col("entity"),
+                    pl.lit('" "'),
+                    pl.col("narration").str.replace_all(r'["\\\n]', " "),
+                    pl.lit('"\n  pm-entry: "'),
+                    pl.col("entry_key"),
+                    pl.lit('"\n'),
+                    pl.col("_body"),
+                ]
+            ).alias("text")
+        )
     )
     header = [f'option "title" "{title}"']
     for cur in operating_currencies or []:

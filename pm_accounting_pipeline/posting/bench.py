@@ -20,7 +20,7 @@ from typing import Any
 import stamina.instrumentation
 
 from pm_accounting_pipeline.posting import outbox
-from pm_accounting_pipeline.posting.delivery import DeliverySettings, Deliverer, reset_breakers
+from pm_accounting_pipeline.posting.delivery import Deliverer, DeliverySettings, reset_breakers
 from pm_accounting_pipeline.posting.documents import build_documents
 from pm_accounting_pipeline.posting.sample import SampleEntity, sample_ledger
 from pm_accounting_pipeline.posting.store import DuckDBStore
@@ -34,8 +34,16 @@ from pm_accounting_pipeline.sandboxes.faults import RateLimit
 TOKEN = "bench-token"
 
 
-def bench_posting(n_documents: int = 1800, *, target: str = "qbo", requests: int = 10, period_s: float = 1.0,
-                  batch_size: int | None = None, seed: int = 0, workdir: Path | None = None) -> dict[str, Any]:
+def bench_posting(
+    n_documents: int = 1800,
+    *,
+    target: str = "qbo",
+    requests: int = 10,
+    period_s: float = 1.0,
+    batch_size: int | None = None,
+    seed: int = 0,
+    workdir: Path | None = None,
+) -> dict[str, Any]:
     """Post `n_documents` invoices to a `target` sandbox limited to `requests` per `period_s`; measure."""
     if target not in ("qbo", "xero"):
         raise ValueError("target must be qbo or xero")
@@ -47,12 +55,20 @@ def bench_posting(n_documents: int = 1800, *, target: str = "qbo", requests: int
     stamina.instrumentation.set_on_retry_hooks([])
     reset_breakers()
     if target == "qbo":
-        handle = qbo_sandbox.serve(token=TOKEN, rate_limit=limit, batch_limit=limit, seed=seed, max_concurrent=10)
+        handle = qbo_sandbox.serve(
+            token=TOKEN, rate_limit=limit, batch_limit=limit, seed=seed, max_concurrent=10
+        )
     else:
-        handle = xero_sandbox.serve(token=TOKEN, rate_limit=limit, day_limit=RateLimit(10**9, 86400.0), seed=seed)
-    limits = TargetLimits(requests=requests, period_s=period_s, batch_size=batch,
-                          batch_requests=requests if target == "qbo" else None,
-                          batch_period_s=period_s if target == "qbo" else None)
+        handle = xero_sandbox.serve(
+            token=TOKEN, rate_limit=limit, day_limit=RateLimit(10**9, 86400.0), seed=seed
+        )
+    limits = TargetLimits(
+        requests=requests,
+        period_s=period_s,
+        batch_size=batch,
+        batch_requests=requests if target == "qbo" else None,
+        batch_period_s=period_s if target == "qbo" else None,
+    )
     store = DuckDBStore(workdir / "bench.duckdb")
     adapter: TargetAdapter
     if target == "qbo":

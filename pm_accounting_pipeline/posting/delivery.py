@@ -85,13 +85,17 @@ class Throttle:
         self.enabled = enabled
         self._paused_until = 0.0
         self._lock = threading.Lock()
-        self._limiter = Limiter(InMemoryBucket([Rate(limits.requests, int(limits.period_s * Duration.SECOND.value))]),
-                                buffer_ms=5)
+        self._limiter = Limiter(
+            InMemoryBucket([Rate(limits.requests, int(limits.period_s * Duration.SECOND.value))]), buffer_ms=5
+        )
         self._batch_limiter = None
         if limits.batch_requests and limits.batch_period_s:
             self._batch_limiter = Limiter(
-                InMemoryBucket([Rate(limits.batch_requests, int(limits.batch_period_s * Duration.SECOND.value))]),
-                buffer_ms=5)
+                InMemoryBucket(
+                    [Rate(limits.batch_requests, int(limits.batch_period_s * Duration.SECOND.value))]
+                ),
+                buffer_ms=5,
+            )
 
     def back_off(self, seconds: float) -> None:
         with self._lock:
@@ -119,13 +123,21 @@ def breaker_for(target: str, settings: DeliverySettings) -> pybreaker.CircuitBre
     """One breaker per target per process, so repeated runs in one process share its memory."""
     with _BREAKERS_LOCK:
         b = _BREAKERS.get(target)
-        if b is None or b.fail_max != settings.breaker_fail_max or b.reset_timeout != settings.breaker_reset_s:
+        if (
+            b is None
+            or b.fail_max != settings.breaker_fail_max
+            or b.reset_timeout != settings.breaker_reset_s
+        ):
             # Only transient failures say the target is unwell; a refused document does not.
-            b = pybreaker.CircuitBreaker(fail_max=settings.breaker_fail_max, reset_timeout=settings.breaker_reset_s,
-                                         exclude=[PermanentSendError, TargetUnavailableError], name=target,
-                                         # Re-raise the real failure when tripping: that request WAS sent
-                                         # (its answer may be lost), unlike a call refused by an open circuit.
-                                         throw_new_error_on_trip=False)
+            b = pybreaker.CircuitBreaker(
+                fail_max=settings.breaker_fail_max,
+                reset_timeout=settings.breaker_reset_s,
+                exclude=[PermanentSendError, TargetUnavailableError],
+                name=target,
+                # Re-raise the real failure when tripping: that request WAS sent
+                # (its answer may be lost), unlike a call refused by an open circuit.
+                throw_new_error_on_trip=False,
+            )
             _BREAKERS[target] = b
         return b
 
@@ -138,9 +150,16 @@ def reset_breakers() -> None:
 class Deliverer:
     """Delivers one target's due rows; construct per run."""
 
-    def __init__(self, store: PostingStore, adapter: TargetAdapter, settings: DeliverySettings | None = None, *,
-                 switch: Callable[[], SwitchState] | None = None, throttle: Throttle | None = None,
-                 clock: Callable[[], datetime] = utcnow) -> None:
+    def __init__(
+        self,
+        store: PostingStore,
+        adapter: TargetAdapter,
+        settings: DeliverySettings | None = None,
+        *,
+        switch: Callable[[], SwitchState] | None = None,
+        throttle: Throttle | None = None,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
         self.store = store
         self.adapter = adapter
         self.settings = settings or DeliverySettings()
@@ -149,8 +168,9 @@ class Deliverer:
         self.throttle = throttle or Throttle(adapter.limits, self.settings.respect_rate_limits)
         self.breaker = breaker_for(adapter.name, self.settings)
         self._rng = random.Random(self.settings.seed)
-        self.batch_size = max(1, min(self.settings.batch_size or adapter.limits.batch_size,
-                                     adapter.limits.batch_size))
+        self.batch_size = max(
+            1, min(self.settings.batch_size or adapter.limits.batch_size, adapter.limits.batch_size)
+        )
 
     # -- back-off -------------------------------------------------------------------------------------
     def _full_jitter(self, attempt: int, base: float, cap: float) -> float:
@@ -194,28 +214,43 @@ class Deliverer:
         key = items[0].batch_key
         if key is None:
             return items
-        rows = self.store.query("SELECT outbox_id FROM {s}.outbox WHERE batch_key = ? AND target = ? AND "
-                                "status IN ('pending', 'in_flight', 'failed_transient')", [key, self.adapter.name])
+        rows = self.store.query(
+            "SELECT outbox_id FROM {s}.outbox WHERE batch_key = ? AND target = ? AND "
+            "status IN ('pending', 'in_flight', 'failed_transient')",
+            [key, self.adapter.name],
+        )
         have = {i.outbox_id for i in items}
         missing = [r[0] for r in rows if r[0] not in have]
         if missing:
-            extra = [i for i in outbox.in_flight(self.store, self.adapter.name) if i.outbox_id in set(missing)]
+            extra = [
+                i for i in outbox.in_flight(self.store, self.adapter.name) if i.outbox_id in set(missing)
+            ]
             extra += outbox.due(self.store, self.adapter.name, datetime.max, outbox_ids=missing)
             items = items + [i for i in extra if i.outbox_id not in have]
         return sorted(items, key=lambda i: i.idempotency_key)
 
-    def _drain(self, report: DeliveryReport, manual: bool, outbox_ids: Sequence[str] | None,
-               started: float) -> None:
+    def _drain(
+        self, report: DeliveryReport, manual: bool, outbox_ids: Sequence[str] | None, started: float
+    ) -> None:
         # A row gets one claim per run: a failure waits for its back-off and the next run.
         tried: set[str] = set()
         while True:
-            if self.settings.time_budget_s is not None and time.monotonic() - started > self.settings.time_budget_s:
+            if (
+                self.settings.time_budget_s is not None
+                and time.monotonic() - started > self.settings.time_budget_s
+            ):
                 report.stopped_reason = "time budget spent"
                 return
             # A manual post sends the chosen rows now, whatever their back-off says.
             now = datetime.max if manual else self.clock()
-            due = outbox.due(self.store, self.adapter.name, now, self.settings.fetch_size, outbox_ids,
-                             exclude=sorted(tried))
+            due = outbox.due(
+                self.store,
+                self.adapter.name,
+                now,
+                self.settings.fetch_size,
+                outbox_ids,
+                exclude=sorted(tried),
+            )
             if not due:
                 return
             progressed = False
@@ -249,7 +284,9 @@ class Deliverer:
                     out.append((batch_key(self.adapter.name, [i.idempotency_key for i in chunk]), chunk))
         return out
 
-    def _send_chunk(self, report: DeliveryReport, chunk: list[OutboxItem], request_id: str, manual: bool) -> bool:
+    def _send_chunk(
+        self, report: DeliveryReport, chunk: list[OutboxItem], request_id: str, manual: bool
+    ) -> bool:
         """Claim, send and settle one request; False when the run must stop (switch, breaker, auth)."""
         if not manual and self.switch is not None:
             state = self.switch()
@@ -260,7 +297,7 @@ class Deliverer:
         # The request id is pinned on every row before sending: until the target answers, these rows
         # are only ever sent again together, under this id.
         outbox.claim(self.store, chunk, request_id, self.clock())
-        sent = [False]
+        sent = [False]  # becomes True once a try ended without a definite answer
         try:
             results = self._send_with_retries(chunk, request_id, is_batch, report, sent)
         except pybreaker.CircuitBreakerError as exc:
@@ -272,8 +309,15 @@ class Deliverer:
                 return False
             # An earlier try of this very request went out and its fate is unknown: keep the rows
             # pinned to the request id and let the back-off bring them round again.
-            results = [SendResult(i.outbox_id, Outcome.TRANSIENT, error=f"circuit open after a try: {exc}",
-                                  request=i.payload) for i in chunk]
+            results = [
+                SendResult(
+                    i.outbox_id,
+                    Outcome.TRANSIENT,
+                    error=f"circuit open after a try: {exc}",
+                    request=i.payload,
+                )
+                for i in chunk
+            ]
         except TargetUnavailableError as exc:
             report.stopped_reason = str(exc)
             report.errors.append(str(exc))
@@ -281,28 +325,46 @@ class Deliverer:
                 outbox.release(self.store, chunk, str(exc), self.clock(), self.clock())
                 report.released += len(chunk)
                 return False
-            results = [SendResult(i.outbox_id, Outcome.TRANSIENT, error=str(exc), request=i.payload) for i in chunk]
+            results = [
+                SendResult(i.outbox_id, Outcome.TRANSIENT, error=str(exc), request=i.payload) for i in chunk
+            ]
         except TransientSendError as exc:
-            results = [SendResult(i.outbox_id, Outcome.TRANSIENT, status_code=exc.status, error=str(exc),
-                                  response=exc.response, request=i.payload, retry_after=exc.retry_after)
-                       for i in chunk]
+            results = [
+                SendResult(
+                    i.outbox_id,
+                    Outcome.TRANSIENT,
+                    status_code=exc.status,
+                    error=str(exc),
+                    response=exc.response,
+                    request=i.payload,
+                    retry_after=exc.retry_after,
+                )
+                for i in chunk
+            ]
             if exc.retry_after is not None and exc.retry_after > self.settings.max_retry_after_s:
                 report.stopped_reason = f"target asked to wait {exc.retry_after:.0f} s"
         self._settle(report, chunk, results)
         return report.stopped_reason is None
 
-    def _send_with_retries(self, chunk: list[OutboxItem], request_id: str, is_batch: bool,
-                           report: DeliveryReport, sent: list[bool]) -> list[SendResult]:
+    def _send_with_retries(
+        self,
+        chunk: list[OutboxItem],
+        request_id: str,
+        is_batch: bool,
+        report: DeliveryReport,
+        sent: list[bool],
+    ) -> list[SendResult]:
         tries = 0
 
         def call() -> list[SendResult]:
-            sent[0] = True
             return self.adapter.send(chunk, request_id)
 
         def retry_hook(exc: Exception) -> bool | float:
             nonlocal tries
             if not isinstance(exc, TransientSendError):
                 return False
+            # The target may have stored what this try carried (lost answer, 5xx after commit).
+            sent[0] = True
             tries += 1
             if exc.retry_after is not None:
                 if exc.retry_after > self.settings.max_retry_after_s:
@@ -312,8 +374,14 @@ class Deliverer:
                 return 0.0
             return self._full_jitter(tries, self.settings.backoff_base_s, self.settings.backoff_cap_s)
 
-        for attempt in stamina.retry_context(on=retry_hook, attempts=self.settings.in_run_attempts, timeout=None,
-                                             wait_initial=0.0, wait_max=self.settings.backoff_cap_s, wait_jitter=0.0):
+        for attempt in stamina.retry_context(
+            on=retry_hook,
+            attempts=self.settings.in_run_attempts,
+            timeout=None,
+            wait_initial=0.0,
+            wait_max=self.settings.backoff_cap_s,
+            wait_jitter=0.0,
+        ):
             with attempt:
                 self.throttle.acquire(is_batch)
                 report.requests += 1
@@ -339,7 +407,9 @@ class Deliverer:
             report.dead += len(permanent)
             report.errors.extend(r.error or "" for r in permanent[:5])
         if transient:
-            exhausted = [r for r in transient if by_id[r.outbox_id].attempts + 1 >= self.settings.max_attempts]
+            exhausted = [
+                r for r in transient if by_id[r.outbox_id].attempts + 1 >= self.settings.max_attempts
+            ]
             retry = [r for r in transient if r not in exhausted]
             if exhausted:
                 outbox.mark_dead(self.store, exhausted, "exhausted", now, clear_batch=False)
@@ -347,8 +417,11 @@ class Deliverer:
             if retry:
                 next_at = {}
                 for r in retry:
-                    wait = self._full_jitter(by_id[r.outbox_id].attempts + 1, self.settings.persisted_backoff_base_s,
-                                             self.settings.persisted_backoff_cap_s)
+                    wait = self._full_jitter(
+                        by_id[r.outbox_id].attempts + 1,
+                        self.settings.persisted_backoff_base_s,
+                        self.settings.persisted_backoff_cap_s,
+                    )
                     if r.retry_after is not None:
                         wait = max(wait, r.retry_after)
                     next_at[r.outbox_id] = now + timedelta(seconds=wait)
@@ -356,8 +429,14 @@ class Deliverer:
                 report.transient += len(retry)
 
 
-def deliver(store: PostingStore, adapter: TargetAdapter, settings: DeliverySettings | None = None, *,
-            switch: Callable[[], SwitchState] | None = None, manual: bool = False,
-            outbox_ids: Sequence[str] | None = None) -> DeliveryReport:
+def deliver(
+    store: PostingStore,
+    adapter: TargetAdapter,
+    settings: DeliverySettings | None = None,
+    *,
+    switch: Callable[[], SwitchState] | None = None,
+    manual: bool = False,
+    outbox_ids: Sequence[str] | None = None,
+) -> DeliveryReport:
     """One delivery run for one target (see `Deliverer`)."""
     return Deliverer(store, adapter, settings, switch=switch).run(manual=manual, outbox_ids=outbox_ids)

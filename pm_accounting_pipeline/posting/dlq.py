@@ -17,15 +17,19 @@ from pm_accounting_pipeline.posting.model import utcnow
 from pm_accounting_pipeline.posting.outbox import Renderer, record_event, registry_view
 from pm_accounting_pipeline.posting.store import PostingStore
 
-_LIST_COLS = ("dlq_id, target, document_kind, document_id, entity, reason, error, created_at, resolution, "
-              "resolution_reason, resolved_by, resolved_at, outbox_id")
+_LIST_COLS = (
+    "dlq_id, target, document_kind, document_id, entity, reason, error, created_at, resolution, "
+    "resolution_reason, resolved_by, resolved_at, outbox_id"
+)
 
 
 class DlqError(ValueError):
     """A DLQ action that cannot be done as asked (unknown id, already resolved, missing reason)."""
 
 
-def list_entries(store: PostingStore, *, open_only: bool = True, target: str | None = None) -> list[dict[str, Any]]:
+def list_entries(
+    store: PostingStore, *, open_only: bool = True, target: str | None = None
+) -> list[dict[str, Any]]:
     sql = f"SELECT {_LIST_COLS} FROM {{s}}.dlq WHERE 1 = 1"
     params: list[Any] = []
     if open_only:
@@ -50,7 +54,8 @@ def show(store: PostingStore, dlq_id: str) -> dict[str, Any]:
             row[col] = jsonutil.loads(row[col])
     outbox_row = store.query_dicts(
         "SELECT status, attempts, idempotency_key, batch_key, payload FROM {s}.outbox WHERE outbox_id = ?",
-        [row["outbox_id"]])
+        [row["outbox_id"]],
+    )
     if outbox_row:
         o = outbox_row[0]
         o["payload"] = jsonutil.loads(o["payload"])
@@ -67,8 +72,14 @@ def _entry(store: PostingStore, dlq_id: str) -> dict[str, Any]:
     return rows[0]
 
 
-def replay(store: PostingStore, dlq_ids: Sequence[str], actor: str, *, renderers: Sequence[Renderer] = (),
-           rerender: bool = False) -> list[str]:
+def replay(
+    store: PostingStore,
+    dlq_ids: Sequence[str],
+    actor: str,
+    *,
+    renderers: Sequence[Renderer] = (),
+    rerender: bool = False,
+) -> list[str]:
     """Queue the rows behind the entries again (same idempotency key); returns the outbox ids queued.
 
     A row that travelled in a bulk request whose outcome is unknown is replayed together with every
@@ -88,28 +99,35 @@ def replay(store: PostingStore, dlq_ids: Sequence[str], actor: str, *, renderers
                 raise DlqError(f"outbox row {row['outbox_id']} is {row['status']}, not dead")
             members = [row]
             if row["batch_key"] is not None:
-                members = store.query_dicts("SELECT * FROM {s}.outbox WHERE batch_key = ? AND status = 'dead'",
-                                            [row["batch_key"]])
+                members = store.query_dicts(
+                    "SELECT * FROM {s}.outbox WHERE batch_key = ? AND status = 'dead'", [row["batch_key"]]
+                )
                 if rerender:
                     raise DlqError(
                         f"{dlq_id}: the document travelled in bulk request {row['batch_key']} whose outcome is "
-                        "unknown; replay it unchanged (without rerender) so the target can recognise it")
+                        "unknown; replay it unchanged (without rerender) so the target can recognise it"
+                    )
             if rerender:
                 renderer = by_target.get(row["target"])
                 if renderer is None:
                     raise DlqError(f"no renderer for target {row['target']} to rebuild the payload")
                 view = registry_view(store, [row["doc_uid"]])[row["doc_uid"]]
                 text = jsonutil.dumps(renderer.render(view))
-                store.execute("UPDATE {s}.outbox SET payload = ?, payload_hash = ? WHERE outbox_id = ?",
-                              [text, jsonutil.sha256_hex(text), row["outbox_id"]])
+                store.execute(
+                    "UPDATE {s}.outbox SET payload = ?, payload_hash = ? WHERE outbox_id = ?",
+                    [text, jsonutil.sha256_hex(text), row["outbox_id"]],
+                )
             ids = [m["outbox_id"] for m in members]
             store.execute(
                 "UPDATE {s}.outbox SET status = 'pending', attempts_base = attempts, next_attempt_at = ?, "
-                "last_error = NULL, updated_at = ? WHERE outbox_id = ANY(?)", [now, now, ids])
+                "last_error = NULL, updated_at = ? WHERE outbox_id = ANY(?)",
+                [now, now, ids],
+            )
             store.execute(
                 "UPDATE {s}.dlq SET resolved_at = ?, resolution = 'replayed', resolved_by = ?, "
                 "resolution_reason = ? WHERE outbox_id = ANY(?) AND resolved_at IS NULL",
-                [now, actor, "rerendered and replayed" if rerender else "replayed", ids])
+                [now, actor, "rerendered and replayed" if rerender else "replayed", ids],
+            )
             record_event(store, "dlq.replayed", dlq_id, actor, {"outbox_ids": ids, "rerender": rerender}, now)
             queued.extend(ids)
     return queued
@@ -124,7 +142,14 @@ def discard(store: PostingStore, dlq_id: str, reason: str, actor: str) -> None:
         entry = _entry(store, dlq_id)
         store.execute(
             "UPDATE {s}.dlq SET resolved_at = ?, resolution = 'discarded', resolution_reason = ?, resolved_by = ? "
-            "WHERE dlq_id = ?", [now, reason.strip(), actor, dlq_id])
-        record_event(store, "dlq.discarded", dlq_id, actor,
-                     {"reason": reason.strip(), "outbox_id": entry["outbox_id"], "document_id": entry["document_id"]},
-                     now)
+            "WHERE dlq_id = ?",
+            [now, reason.strip(), actor, dlq_id],
+        )
+        record_event(
+            store,
+            "dlq.discarded",
+            dlq_id,
+            actor,
+            {"reason": reason.strip(), "outbox_id": entry["outbox_id"], "document_id": entry["document_id"]},
+            now,
+        )

@@ -61,8 +61,9 @@ def read_ledger(lake_root: Path, entities: list[str] | None = None) -> LedgerTab
         if not files:
             frames.append(empty)
             continue
-        lf = pl.scan_parquet([str(p) for p in files], missing_columns="insert", extra_columns="ignore",
-                             schema=None)
+        lf = pl.scan_parquet(
+            [str(p) for p in files], missing_columns="insert", extra_columns="ignore", schema=None
+        )
         if entities is not None:
             lf = lf.filter(pl.col("entity").is_in(entities))
         frames.append(pl.concat([empty, lf.collect()], how="diagonal_relaxed"))
@@ -84,7 +85,9 @@ def _postings(lines: pl.DataFrame) -> pl.DataFrame:
         pl.col("reporting_credit").sum().alias("_rcr"),
     )
     bad = sums.filter(
-        (pl.col("_dr") != pl.col("_cr")) | (pl.col("_fdr") != pl.col("_fcr")) | (pl.col("_rdr") != pl.col("_rcr"))
+        (pl.col("_dr") != pl.col("_cr"))
+        | (pl.col("_fdr") != pl.col("_fcr"))
+        | (pl.col("_rdr") != pl.col("_rcr"))
     )
     if bad.height:
         ids = sorted(bad["entry_id"].to_list())
@@ -134,7 +137,9 @@ def build_documents(ledger: LedgerTables) -> pl.DataFrame:
 
     missing_lines = entries.join(postings.select("entry_id"), on="entry_id", how="anti")
     if missing_lines.height:
-        raise LedgerInputError(f"journal entries without lines: {sorted(missing_lines['entry_id'].to_list())[:10]}")
+        raise LedgerInputError(
+            f"journal entries without lines: {sorted(missing_lines['entry_id'].to_list())[:10]}"
+        )
 
     grouped_inv_lines = (
         inv_lines.sort("invoice_id", "line_no")

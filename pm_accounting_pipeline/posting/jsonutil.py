@@ -43,8 +43,9 @@ def _marked(obj: Any) -> Any:
 
 def dumps(obj: Any, *, canonical: bool = True) -> str:
     """Compact JSON; `canonical` sorts keys so equal content gives equal text (and hash)."""
-    text = json.dumps(_marked(obj), default=_default, sort_keys=canonical, separators=(",", ":"),
-                      ensure_ascii=True)
+    text = json.dumps(
+        _marked(obj), default=_default, sort_keys=canonical, separators=(",", ":"), ensure_ascii=True
+    )
     return _MARK_RE.sub(r"\1", text)
 
 

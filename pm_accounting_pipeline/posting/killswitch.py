@@ -34,8 +34,13 @@ def _name(target: str | None) -> str:
     return GLOBAL if target is None else f"{GLOBAL}:{target}"
 
 
-def posting_state(store: PostingStore, target: str | None = None, *, data_dir: Path | None = None,
-                  mapping: MappingDocument | None = None) -> SwitchState:
+def posting_state(
+    store: PostingStore,
+    target: str | None = None,
+    *,
+    data_dir: Path | None = None,
+    mapping: MappingDocument | None = None,
+) -> SwitchState:
     """Whether automated posting (to `target`, or at all) may run now, and every reason it may not."""
     reasons: list[str] = []
     if mapping is not None:
@@ -49,8 +54,10 @@ def posting_state(store: PostingStore, target: str | None = None, *, data_dir: P
         "SELECT name, enabled, reason, changed_by, changed_at FROM {s}.switches WHERE name = ANY(?)", [names]
     ):
         if not enabled:
-            reasons.append(f"kill switch {name} engaged by {actor or 'unknown'} at {at:%Y-%m-%d %H:%M:%S} UTC: "
-                           f"{reason or 'no reason given'}")
+            reasons.append(
+                f"kill switch {name} engaged by {actor or 'unknown'} at {at:%Y-%m-%d %H:%M:%S} UTC: "
+                f"{reason or 'no reason given'}"
+            )
     if data_dir is not None:
         path = switch_file(data_dir)
         if path.exists():
@@ -79,5 +86,11 @@ def _set(store: PostingStore, enabled: bool, reason: str, actor: str, target: st
             "changed_by = excluded.changed_by, changed_at = excluded.changed_at",
             [name, enabled, reason, actor, now],
         )
-        record_event(store, "killswitch." + ("released" if enabled else "engaged"), name, actor,
-                     {"reason": reason}, now)
+        record_event(
+            store,
+            "killswitch." + ("released" if enabled else "engaged"),
+            name,
+            actor,
+            {"reason": reason},
+            now,
+        )

@@ -68,8 +68,14 @@ class PostingError(Exception):
 class TransientSendError(PostingError):
     """The request may succeed if repeated with the same key (timeouts, 5xx, 429, connection loss)."""
 
-    def __init__(self, message: str, *, status: int | None = None, retry_after: float | None = None,
-                 response: Any = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        retry_after: float | None = None,
+        response: Any = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.retry_after = retry_after

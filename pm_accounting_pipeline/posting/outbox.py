@@ -137,8 +137,11 @@ WHERE d.kind <> 'reversal' AND ({where})
 def _current(store: PostingStore, document_ids: list[str], scope: Scope | None) -> pl.DataFrame:
     frames = []
     if document_ids:
-        frames.append(store.query_frame(_CURRENT_SQL.replace("{where}", "d.document_id = ANY(?)"),
-                                        [document_ids], _CURRENT_SCHEMA))
+        frames.append(
+            store.query_frame(
+                _CURRENT_SQL.replace("{where}", "d.document_id = ANY(?)"), [document_ids], _CURRENT_SCHEMA
+            )
+        )
     if scope is not None:
         frames.append(
             store.query_frame(
@@ -155,8 +158,10 @@ def _current(store: PostingStore, document_ids: list[str], scope: Scope | None) 
 def _reversal_rows(cur: pl.DataFrame, dates: pl.Expr, batch: str, now: datetime) -> pl.DataFrame:
     if cur.height == 0:
         return pl.DataFrame(schema=REGISTRY_SCHEMA)
-    uids = [document_uid(DocumentKind.REVERSAL.value, d, r)
-            for d, r in zip(cur["document_id"], cur["cur_revision"], strict=True)]
+    uids = [
+        document_uid(DocumentKind.REVERSAL.value, d, r)
+        for d, r in zip(cur["document_id"], cur["cur_revision"], strict=True)
+    ]
     hashes = [jsonutil.sha256_hex(f"reversal:{h}") for h in cur["cur_hash"]]
     return cur.select(
         pl.Series("doc_uid", uids, dtype=pl.String),
@@ -218,8 +223,12 @@ def enqueue_documents(
             ).join(docs.select("document_id"), on="document_id", how="anti")
 
         # Reversals: of changed documents (dated like their replacement) and of tombstoned ones.
-        rev_changed = _reversal_rows(changed.select(list(_CURRENT_SCHEMA) + ["posting_date"]),
-                                     pl.col("posting_date"), ledger_batch, now)
+        rev_changed = _reversal_rows(
+            changed.select([*list(_CURRENT_SCHEMA), "posting_date"]),
+            pl.col("posting_date"),
+            ledger_batch,
+            now,
+        )
         rev_tomb = _reversal_rows(tomb, pl.col("cur_date"), ledger_batch, now)
         reversals = pl.concat([rev_changed, rev_tomb])
         result.reversals = reversals.height
@@ -227,17 +236,23 @@ def enqueue_documents(
         revised = pl.concat([changed, reappeared], how="vertical")
         new_rows = pl.concat(
             [
-                fresh.with_columns(pl.lit(1, dtype=pl.Int32).alias("revision"),
-                                   pl.lit(None, dtype=pl.String).alias("replaces_uid")),
-                revised.with_columns((pl.col("cur_revision") + 1).cast(pl.Int32).alias("revision"),
-                                     pl.col("cur_uid").alias("replaces_uid")),
+                fresh.with_columns(
+                    pl.lit(1, dtype=pl.Int32).alias("revision"),
+                    pl.lit(None, dtype=pl.String).alias("replaces_uid"),
+                ),
+                revised.with_columns(
+                    (pl.col("cur_revision") + 1).cast(pl.Int32).alias("revision"),
+                    pl.col("cur_uid").alias("replaces_uid"),
+                ),
             ],
             how="vertical",
         )
         result.new_documents = fresh.height
         result.revisions = revised.height
-        uids = [document_uid(k, d, r) for k, d, r in
-                zip(new_rows["kind"], new_rows["document_id"], new_rows["revision"], strict=True)]
+        uids = [
+            document_uid(k, d, r)
+            for k, d, r in zip(new_rows["kind"], new_rows["document_id"], new_rows["revision"], strict=True)
+        ]
         registry_new = new_rows.select(
             pl.Series("doc_uid", uids, dtype=pl.String),
             "document_id",
@@ -257,16 +272,31 @@ def enqueue_documents(
         ).cast(REGISTRY_SCHEMA)  # type: ignore[arg-type]
         # Reversals first: a target must see the old revision undone before the new one lands.
         registry = pl.concat([reversals, registry_new]).sort(
-            pl.col("kind") != DocumentKind.REVERSAL.value, "entity", "posting_date", "document_id", maintain_order=True
+            pl.col("kind") != DocumentKind.REVERSAL.value,
+            "entity",
+            "posting_date",
+            "document_id",
+            maintain_order=True,
         )
         store.insert_frame("documents", registry)
         outbox, failures = _outbox_rows(registry, renderers, now)
         store.insert_frame("outbox", outbox)
-        store.insert_frame("sync_records", outbox.select(
-            "doc_uid", "target", "document_id", "document_kind", "entity",
-            pl.lit(None, dtype=pl.String).alias("remote_id"), pl.lit(0, dtype=pl.Int32).alias("attempts"),
-            *[pl.lit(None, dtype=pl.Datetime("us")).alias(c) for c in
-              ("first_attempt_at", "last_attempt_at", "posted_at")]))
+        store.insert_frame(
+            "sync_records",
+            outbox.select(
+                "doc_uid",
+                "target",
+                "document_id",
+                "document_kind",
+                "entity",
+                pl.lit(None, dtype=pl.String).alias("remote_id"),
+                pl.lit(0, dtype=pl.Int32).alias("attempts"),
+                *[
+                    pl.lit(None, dtype=pl.Datetime("us")).alias(c)
+                    for c in ("first_attempt_at", "last_attempt_at", "posted_at")
+                ],
+            ),
+        )
         for row, error in failures:
             _dead_letter(store, row, "render", error, request=None, response=None, now=now)
         result.render_failures = len(failures)
@@ -318,8 +348,9 @@ def view_from_row(row: dict[str, Any]) -> DocumentView:
     )
 
 
-def _outbox_rows(registry: pl.DataFrame, renderers: Sequence[Renderer],
-                 now: datetime) -> tuple[pl.DataFrame, list[tuple[dict[str, Any], str]]]:
+def _outbox_rows(
+    registry: pl.DataFrame, renderers: Sequence[Renderer], now: datetime
+) -> tuple[pl.DataFrame, list[tuple[dict[str, Any], str]]]:
     rows: list[dict[str, Any]] = []
     failures: list[tuple[dict[str, Any], str]] = []
     views = [view_from_row(r) for r in registry.iter_rows(named=True)]
@@ -364,8 +395,10 @@ def _outbox_rows(registry: pl.DataFrame, renderers: Sequence[Renderer],
 
 # --- reading ------------------------------------------------------------------------------------------
 
-_ITEM_COLS = ("outbox_id, doc_uid, document_kind, document_id, revision, entity, target, idempotency_key, "
-              "payload, payload_hash, attempts, batch_key, status, attempts_base, created_at")
+_ITEM_COLS = (
+    "outbox_id, doc_uid, document_kind, document_id, revision, entity, target, idempotency_key, "
+    "payload, payload_hash, attempts, batch_key, status, attempts_base, created_at"
+)
 
 
 def _items(rows: list[dict[str, Any]]) -> list[OutboxItem]:
@@ -391,16 +424,28 @@ def _items(rows: list[dict[str, Any]]) -> list[OutboxItem]:
 
 def in_flight(store: PostingStore, target: str) -> list[OutboxItem]:
     """Rows a previous run marked in flight and never settled (it crashed or lost the answer)."""
-    return _items(store.query_dicts(
-        f"SELECT {_ITEM_COLS} FROM {{s}}.outbox WHERE target = ? AND status = 'in_flight' "
-        "ORDER BY created_at, outbox_id", [target]))
+    return _items(
+        store.query_dicts(
+            f"SELECT {_ITEM_COLS} FROM {{s}}.outbox WHERE target = ? AND status = 'in_flight' "
+            "ORDER BY created_at, outbox_id",
+            [target],
+        )
+    )
 
 
-def due(store: PostingStore, target: str, now: datetime, limit: int | None = None,
-        outbox_ids: Sequence[str] | None = None, exclude: Sequence[str] = ()) -> list[OutboxItem]:
+def due(
+    store: PostingStore,
+    target: str,
+    now: datetime,
+    limit: int | None = None,
+    outbox_ids: Sequence[str] | None = None,
+    exclude: Sequence[str] = (),
+) -> list[OutboxItem]:
     """Pending rows and transient failures whose back-off has elapsed, oldest first."""
-    sql = (f"SELECT {_ITEM_COLS} FROM {{s}}.outbox WHERE target = ? AND "
-           "(status = 'pending' OR (status = 'failed_transient' AND next_attempt_at <= ?))")
+    sql = (
+        f"SELECT {_ITEM_COLS} FROM {{s}}.outbox WHERE target = ? AND "
+        "(status = 'pending' OR (status = 'failed_transient' AND next_attempt_at <= ?))"
+    )
     params: list[Any] = [target, now]
     if outbox_ids is not None:
         sql += " AND outbox_id = ANY(?)"
@@ -441,11 +486,13 @@ def backlog(store: PostingStore, target: str | None = None) -> int:
 def oldest_backlog_age_seconds(store: PostingStore, now: datetime | None = None) -> float:
     now = now or utcnow()
     oldest = store.scalar(
-        "SELECT min(created_at) FROM {s}.outbox WHERE status IN ('pending', 'in_flight', 'failed_transient')")
+        "SELECT min(created_at) FROM {s}.outbox WHERE status IN ('pending', 'in_flight', 'failed_transient')"
+    )
     return 0.0 if oldest is None else max(0.0, (now - oldest).total_seconds())
 
 
 # --- state changes (each one committed before the next network call) ------------------------------
+
 
 def claim(store: PostingStore, items: Sequence[OutboxItem], request_id: str, now: datetime) -> None:
     """Mark rows in flight, count the attempt and pin the request id, in one committed step.
@@ -475,7 +522,9 @@ def claim(store: PostingStore, items: Sequence[OutboxItem], request_id: str, now
         )
 
 
-def record_attempt_keys(store: PostingStore, items: Sequence[OutboxItem], request_keys: dict[str, str]) -> None:
+def record_attempt_keys(
+    store: PostingStore, items: Sequence[OutboxItem], request_keys: dict[str, str]
+) -> None:
     """Note the per-item request id used for each claimed row (single-document requests)."""
     for item in items:
         key = request_keys.get(item.outbox_id)
@@ -497,8 +546,13 @@ def _finish_attempts(store: PostingStore, results: Sequence[SendResult], now: da
         "unnest(CAST(? AS INTEGER[])) AS status_code, unnest(CAST(? AS TEXT[])) AS error) x, {s}.outbox o "
         "WHERE {s}.attempts.outbox_id = x.outbox_id AND o.outbox_id = x.outbox_id "
         "AND {s}.attempts.attempt_no = o.attempts",
-        [now, [r.outbox_id for r in results], [r.outcome.value for r in results],
-         [r.status_code for r in results], [r.error for r in results]],
+        [
+            now,
+            [r.outbox_id for r in results],
+            [r.outcome.value for r in results],
+            [r.status_code for r in results],
+            [r.error for r in results],
+        ],
     )
 
 
@@ -524,8 +578,9 @@ def mark_posted(store: PostingStore, results: Sequence[SendResult], now: datetim
         )
 
 
-def mark_transient(store: PostingStore, results: Sequence[SendResult], next_attempt_at: dict[str, datetime],
-                   now: datetime) -> None:
+def mark_transient(
+    store: PostingStore, results: Sequence[SendResult], next_attempt_at: dict[str, datetime], now: datetime
+) -> None:
     if not results:
         return
     with store.transaction():
@@ -536,13 +591,18 @@ def mark_transient(store: PostingStore, results: Sequence[SendResult], next_atte
             "unnest(CAST(? AS TEXT[])) AS outbox_id, "
             "unnest(CAST(? AS TEXT[])) AS error, unnest(CAST(? AS TIMESTAMP[])) AS next_at) x "
             "WHERE {s}.outbox.outbox_id = x.outbox_id",
-            [now, [r.outbox_id for r in results], [r.error for r in results],
-             [next_attempt_at[r.outbox_id] for r in results]],
+            [
+                now,
+                [r.outbox_id for r in results],
+                [r.error for r in results],
+                [next_attempt_at[r.outbox_id] for r in results],
+            ],
         )
 
 
-def release(store: PostingStore, items: Sequence[OutboxItem], error: str, retry_at: datetime,
-            now: datetime) -> None:
+def release(
+    store: PostingStore, items: Sequence[OutboxItem], error: str, retry_at: datetime, now: datetime
+) -> None:
     """Give claimed rows back without having sent them (circuit open, target refusing us).
 
     The claim is undone: the attempt is forgotten and each row gets back the request id it had before
@@ -568,11 +628,14 @@ def release(store: PostingStore, items: Sequence[OutboxItem], error: str, retry_
         store.execute(
             "UPDATE {s}.sync_records SET attempts = {s}.sync_records.attempts - 1 FROM {s}.outbox o "
             "WHERE o.outbox_id = ANY(?) AND {s}.sync_records.doc_uid = o.doc_uid "
-            "AND {s}.sync_records.target = o.target", [ids])
+            "AND {s}.sync_records.target = o.target",
+            [ids],
+        )
 
 
-def mark_dead(store: PostingStore, results: Sequence[SendResult], reason: str, now: datetime,
-              clear_batch: bool) -> None:
+def mark_dead(
+    store: PostingStore, results: Sequence[SendResult], reason: str, now: datetime, clear_batch: bool
+) -> None:
     """Move rows to the dead-letter queue with their request, response and attempt history.
 
     `clear_batch` is set when the target answered for the item (so it was certainly not stored):
@@ -583,20 +646,32 @@ def mark_dead(store: PostingStore, results: Sequence[SendResult], reason: str, n
         for r in results:
             store.execute(
                 "UPDATE {s}.outbox SET status = 'dead', last_error = ?, next_attempt_at = NULL, updated_at = ?"
-                + (", batch_key = NULL" if clear_batch else "") + " WHERE outbox_id = ?",
+                + (", batch_key = NULL" if clear_batch else "")
+                + " WHERE outbox_id = ?",
                 [r.error, now, r.outbox_id],
             )
             row = store.query_dicts(
                 "SELECT outbox_id, doc_uid, document_id, document_kind, entity, target, attempts "
-                "FROM {s}.outbox WHERE outbox_id = ?", [r.outbox_id])[0]
+                "FROM {s}.outbox WHERE outbox_id = ?",
+                [r.outbox_id],
+            )[0]
             _dead_letter(store, row, reason, r.error or "", r.request, r.response, now)
 
 
-def _dead_letter(store: PostingStore, row: dict[str, Any], reason: str, error: str, request: Any,
-                 response: Any, now: datetime) -> None:
+def _dead_letter(
+    store: PostingStore,
+    row: dict[str, Any],
+    reason: str,
+    error: str,
+    request: Any,
+    response: Any,
+    now: datetime,
+) -> None:
     history = store.query_dicts(
         "SELECT attempt_no, attempted_at, request_key, outcome, status_code, error FROM {s}.attempts "
-        "WHERE outbox_id = ? ORDER BY attempt_no", [row["outbox_id"]])
+        "WHERE outbox_id = ? ORDER BY attempt_no",
+        [row["outbox_id"]],
+    )
     dlq_id = stable_id("dlq", row["outbox_id"], len(history), reason, now.isoformat())
     store.execute(
         "INSERT INTO {s}.dlq (dlq_id, outbox_id, target, doc_uid, document_id, document_kind, entity, reason, "
@@ -619,8 +694,14 @@ def _dead_letter(store: PostingStore, row: dict[str, Any], reason: str, error: s
     )
 
 
-def record_event(store: PostingStore, kind: str, subject: str, actor: str | None, detail: dict[str, Any],
-                 now: datetime | None = None) -> str:
+def record_event(
+    store: PostingStore,
+    kind: str,
+    subject: str,
+    actor: str | None,
+    detail: dict[str, Any],
+    now: datetime | None = None,
+) -> str:
     """Append an audit event (kept in a table that can later be hash-chained)."""
     now = now or utcnow()
     event_id = stable_id("posting-event", kind, subject, actor, now.isoformat(), jsonutil.dumps(detail))

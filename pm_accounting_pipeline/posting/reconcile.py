@@ -44,8 +44,12 @@ class ReconciliationReport:
 
     @property
     def ok(self) -> bool:
-        return not (self.missing_remote.height or self.missing_local.height or self.duplicates_remote.height
-                    or self.amount_mismatches.height)
+        return not (
+            self.missing_remote.height
+            or self.missing_local.height
+            or self.duplicates_remote.height
+            or self.amount_mismatches.height
+        )
 
     def counts(self) -> dict[str, int]:
         return {
@@ -60,7 +64,9 @@ class ReconciliationReport:
 def local_documents(store: PostingStore, adapter: TargetAdapter) -> pl.DataFrame:
     rows = store.query(
         "SELECT target, doc_uid, document_id, document_kind, entity, posting_date, status, remote_id, payload "
-        "FROM {s}.outbox WHERE target = ? ORDER BY entity, posting_date, doc_uid", [adapter.name])
+        "FROM {s}.outbox WHERE target = ? ORDER BY entity, posting_date, doc_uid",
+        [adapter.name],
+    )
     out = []
     for *head, payload in rows:
         data = jsonutil.loads(payload)
@@ -69,8 +75,9 @@ def local_documents(store: PostingStore, adapter: TargetAdapter) -> pl.DataFrame
     return pl.DataFrame(out, schema=LOCAL_SCHEMA, orient="row")
 
 
-def reconcile_targets(store: PostingStore, targets: Sequence[TargetAdapter],
-                      entities: Sequence[str] | None = None) -> ReconciliationReport:
+def reconcile_targets(
+    store: PostingStore, targets: Sequence[TargetAdapter], entities: Sequence[str] | None = None
+) -> ReconciliationReport:
     """Compare every target with the outbox (all entities with outbox rows unless `entities` is given)."""
     summaries, missing_r, missing_l, dups, mismatches, pending = [], [], [], [], [], []
     for adapter in targets:
@@ -83,24 +90,54 @@ def reconcile_targets(store: PostingStore, targets: Sequence[TargetAdapter],
         pending.append(local.filter(pl.col("status") != "posted"))
         remote_known = remote.filter(pl.col("doc_uid").is_not_null())
         missing_r.append(posted.join(remote_known.select("doc_uid"), on="doc_uid", how="anti"))
-        missing_l.append(pl.concat([
-            remote.filter(pl.col("doc_uid").is_null()),
-            remote_known.join(local.select("doc_uid"), on="doc_uid", how="anti"),
-        ]))
+        missing_l.append(
+            pl.concat(
+                [
+                    remote.filter(pl.col("doc_uid").is_null()),
+                    remote_known.join(local.select("doc_uid"), on="doc_uid", how="anti"),
+                ]
+            )
+        )
         dups.append(remote_known.filter(pl.col("doc_uid").is_duplicated()).sort("doc_uid"))
-        matched = posted.join(remote_known.unique("doc_uid", keep="first"), on="doc_uid", how="inner", suffix="_remote")
-        mismatches.append(matched.filter(
-            (pl.col("currency") != pl.col("currency_remote")) | (pl.col("total_minor") != pl.col("total_minor_remote"))
-        ).select("target", "doc_uid", "document_id", "entity", "posting_date", "currency", "total_minor",
-                 "currency_remote", "total_minor_remote"))
+        matched = posted.join(
+            remote_known.unique("doc_uid", keep="first"), on="doc_uid", how="inner", suffix="_remote"
+        )
+        mismatches.append(
+            matched.filter(
+                (pl.col("currency") != pl.col("currency_remote"))
+                | (pl.col("total_minor") != pl.col("total_minor_remote"))
+            ).select(
+                "target",
+                "doc_uid",
+                "document_id",
+                "entity",
+                "posting_date",
+                "currency",
+                "total_minor",
+                "currency_remote",
+                "total_minor_remote",
+            )
+        )
         keys = ["target", "entity", "posting_date", "currency"]
-        left = posted.group_by(keys).agg(pl.len().cast(pl.Int64).alias("local_count"),
-                                         pl.col("total_minor").sum().alias("local_total_minor"))
-        right = remote.with_columns(pl.lit(adapter.name).alias("target")).group_by(keys).agg(
-            pl.len().cast(pl.Int64).alias("remote_count"), pl.col("total_minor").sum().alias("remote_total_minor"))
-        summaries.append(left.join(right, on=keys, how="full", coalesce=True).with_columns(
-            pl.col("local_count", "remote_count", "local_total_minor", "remote_total_minor").fill_null(0)
-        ).sort(keys))
+        left = posted.group_by(keys).agg(
+            pl.len().cast(pl.Int64).alias("local_count"),
+            pl.col("total_minor").sum().alias("local_total_minor"),
+        )
+        right = (
+            remote.with_columns(pl.lit(adapter.name).alias("target"))
+            .group_by(keys)
+            .agg(
+                pl.len().cast(pl.Int64).alias("remote_count"),
+                pl.col("total_minor").sum().alias("remote_total_minor"),
+            )
+        )
+        summaries.append(
+            left.join(right, on=keys, how="full", coalesce=True)
+            .with_columns(
+                pl.col("local_count", "remote_count", "local_total_minor", "remote_total_minor").fill_null(0)
+            )
+            .sort(keys)
+        )
     return ReconciliationReport(
         summary=pl.concat(summaries) if summaries else pl.DataFrame(),
         missing_remote=pl.concat(missing_r) if missing_r else pl.DataFrame(schema=LOCAL_SCHEMA),

@@ -54,9 +54,17 @@ def _convert(minor: int, src: str, dst: str) -> int:
     return round_to_minor(_amount(minor, src) * _RATES[(src, dst)], dst)
 
 
-def _lines_for(entry_id: str, entity: SampleEntity, posting_date: date, entry_type: str, currency: str,
-               legs: list[tuple[str, str, int, int]], customer_ref: str | None, job: str | None,
-               document_id: str | None) -> list[dict]:
+def _lines_for(
+    entry_id: str,
+    entity: SampleEntity,
+    posting_date: date,
+    entry_type: str,
+    currency: str,
+    legs: list[tuple[str, str, int, int]],
+    customer_ref: str | None,
+    job: str | None,
+    document_id: str | None,
+) -> list[dict]:
     """Journal lines for (account, role, debit_minor, credit_minor) legs; FX rounding lands on leg 1."""
     rows = []
     conv: dict[str, list[tuple[int, int]]] = {}
@@ -191,10 +199,22 @@ def sample_ledger(
         legs += [("4000", "service_revenue", 0, a) for _, _, a in line_rows]
         if tax:
             legs.append(("2200", "tax_payable", 0, tax))
-        lines += _lines_for(entry_id, entity, posting_date, "invoice", currency, legs, customer,
-                            f"{customer}:Job", invoice_id)
-        entries.append(_entry(entry_id, entity, posting_date, "invoice", currency, f"Invoice {invoice_id}",
-                              invoice_id, len(legs), total))
+        lines += _lines_for(
+            entry_id, entity, posting_date, "invoice", currency, legs, customer, f"{customer}:Job", invoice_id
+        )
+        entries.append(
+            _entry(
+                entry_id,
+                entity,
+                posting_date,
+                "invoice",
+                currency,
+                f"Invoice {invoice_id}",
+                invoice_id,
+                len(legs),
+                total,
+            )
+        )
         del digits
     for j in range(n_entries):
         entity = entities[rng.randrange(len(entities))]
@@ -208,8 +228,19 @@ def sample_ledger(
             legs = [("5000", "cost_of_services", amount, 0), ("2100", "payroll_clearing", 0, amount)]
         cur = entity.functional_currency
         lines += _lines_for(entry_id, entity, posting_date, entry_type, cur, legs, None, None, None)
-        entries.append(_entry(entry_id, entity, posting_date, entry_type, cur, f"{entry_type} {posting_date}",
-                              None, len(legs), amount))
+        entries.append(
+            _entry(
+                entry_id,
+                entity,
+                posting_date,
+                entry_type,
+                cur,
+                f"{entry_type} {posting_date}",
+                None,
+                len(legs),
+                amount,
+            )
+        )
     return LedgerTables(
         journal_entries=pl.DataFrame(entries, schema=polars_schema("ledger.journal_entries"), orient="row"),
         journal_lines=pl.DataFrame(lines, schema=polars_schema("ledger.journal_lines"), orient="row"),
@@ -218,8 +249,17 @@ def sample_ledger(
     )
 
 
-def _entry(entry_id: str, entity: SampleEntity, posting_date: date, entry_type: str, currency: str,
-           description: str, document_id: str | None, line_count: int, total: int) -> dict:
+def _entry(
+    entry_id: str,
+    entity: SampleEntity,
+    posting_date: date,
+    entry_type: str,
+    currency: str,
+    description: str,
+    document_id: str | None,
+    line_count: int,
+    total: int,
+) -> dict:
     return {
         "entry_id": entry_id,
         "entity": entity.id,

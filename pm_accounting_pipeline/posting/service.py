@@ -62,8 +62,12 @@ def target_configs(mapping: MappingDocument | None) -> list[PostingTarget]:
     return list(mapping.posting.targets)
 
 
-def build_targets(store: PostingStore, mapping: MappingDocument | None = None,
-                  overrides: TargetOverrides | None = None, only: Sequence[str] | None = None) -> list[TargetAdapter]:
+def build_targets(
+    store: PostingStore,
+    mapping: MappingDocument | None = None,
+    overrides: TargetOverrides | None = None,
+    only: Sequence[str] | None = None,
+) -> list[TargetAdapter]:
     """Adapters for the configured targets (all of them, enabled or not: the switch decides delivery)."""
     overrides = overrides or TargetOverrides()
     adapters: list[TargetAdapter] = []
@@ -77,35 +81,58 @@ def build_targets(store: PostingStore, mapping: MappingDocument | None = None,
         if not base_url:
             raise ValueError(f"posting target {t.name}: base_url is not configured")
         cls, default = (QboTarget, QBO_LIMITS) if t.name == "qbo" else (XeroTarget, XERO_LIMITS)
-        adapters.append(cls(base_url, _token(t, overrides), companies=dict(t.companies), accounts=dict(t.accounts),
-                            customers=dict(t.customers), items=dict(t.items), limits=_limits(t, default),
-                            timeout_s=overrides.timeout_s))
+        adapters.append(
+            cls(
+                base_url,
+                _token(t, overrides),
+                companies=dict(t.companies),
+                accounts=dict(t.accounts),
+                customers=dict(t.customers),
+                items=dict(t.items),
+                limits=_limits(t, default),
+                timeout_s=overrides.timeout_s,
+            )
+        )
     return adapters
 
 
-def enqueue_ledger(store: PostingStore, ledger: LedgerTables, targets: Sequence[TargetAdapter], *,
-                   scope: Scope | None = None) -> EnqueueResult:
+def enqueue_ledger(
+    store: PostingStore, ledger: LedgerTables, targets: Sequence[TargetAdapter], *, scope: Scope | None = None
+) -> EnqueueResult:
     """Build the documents of a ledger batch and enqueue them for every target, in one transaction."""
     return outbox.enqueue_documents(store, build_documents(ledger), targets, scope=scope)
 
 
-def post_pending(store: PostingStore, targets: Sequence[TargetAdapter], *, data_dir: Path | None = None,
-                 mapping: MappingDocument | None = None, settings: DeliverySettings | None = None,
-                 manual: bool = False, outbox_ids: Sequence[str] | None = None) -> list[DeliveryReport]:
+def post_pending(
+    store: PostingStore,
+    targets: Sequence[TargetAdapter],
+    *,
+    data_dir: Path | None = None,
+    mapping: MappingDocument | None = None,
+    settings: DeliverySettings | None = None,
+    manual: bool = False,
+    outbox_ids: Sequence[str] | None = None,
+) -> list[DeliveryReport]:
     """Deliver to each target in turn (one target at a time), honouring the kill switch unless manual."""
     if settings is None and mapping is not None:
         settings = DeliverySettings(max_attempts=mapping.posting.max_attempts)
     reports = []
     for adapter in targets:
-        def switch(name: str = adapter.name):  # noqa: ANN202 - SwitchState
+
+        def switch(name: str = adapter.name):
             return posting_state(store, name, data_dir=data_dir, mapping=mapping)
 
         reports.append(deliver(store, adapter, settings, switch=switch, manual=manual, outbox_ids=outbox_ids))
     return reports
 
 
-def post_documents(store: PostingStore, targets: Sequence[TargetAdapter], document_ids: Sequence[str], *,
-                   settings: DeliverySettings | None = None) -> list[DeliveryReport]:
+def post_documents(
+    store: PostingStore,
+    targets: Sequence[TargetAdapter],
+    document_ids: Sequence[str],
+    *,
+    settings: DeliverySettings | None = None,
+) -> list[DeliveryReport]:
     """Post the given ledger documents (invoice or entry ids) now, even while the kill switch is on."""
     ids = outbox.find_outbox_ids(store, document_ids)
     if not ids:

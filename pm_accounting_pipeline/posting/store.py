@@ -221,8 +221,12 @@ class PostingStore(ABC):
         names = [d[0] for d in cur.description]
         return [dict(zip(names, row, strict=True)) for row in self._fetchall(cur)]
 
-    def query_frame(self, sql: str, params: Sequence[Any] | None = None,
-                    schema: pl.Schema | dict[str, pl.DataType] | None = None) -> pl.DataFrame:
+    def query_frame(
+        self,
+        sql: str,
+        params: Sequence[Any] | None = None,
+        schema: pl.Schema | dict[str, pl.DataType] | None = None,
+    ) -> pl.DataFrame:
         cur = self._raw_execute(self.sql(sql), params)
         names = [d[0] for d in cur.description]
         rows = self._fetchall(cur)
@@ -282,14 +286,20 @@ class DuckDBStore(PostingStore):
 
     dialect = "duckdb"
 
-    def __init__(self, path: Path | str, schema: str = DEFAULT_SCHEMA, read_only: bool = False) -> None:
+    def __init__(
+        self,
+        path: Path | str,
+        schema: str = DEFAULT_SCHEMA,
+        read_only: bool = False,
+        config: dict[str, str] | None = None,
+    ) -> None:
         import duckdb
 
         super().__init__(schema)
         self.path = Path(path) if str(path) != ":memory:" else None
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._con = duckdb.connect(str(path), read_only=read_only)
+        self._con = duckdb.connect(str(path), read_only=read_only, config=config or {})
 
     def _raw_execute(self, sql: str, params: Sequence[Any] | None) -> Any:
         return self._con.execute(sql, list(params) if params is not None else None)
@@ -380,8 +390,9 @@ def ledger_db_path(data_dir: Path) -> Path:
     return Path(data_dir) / "ledger.duckdb"
 
 
-def open_store(data_dir: Path | str, database_url: str | None = None, schema: str = DEFAULT_SCHEMA,
-               migrate: bool = True) -> PostingStore:
+def open_store(
+    data_dir: Path | str, database_url: str | None = None, schema: str = DEFAULT_SCHEMA, migrate: bool = True
+) -> PostingStore:
     """Open the ledger database: PostgreSQL when `database_url` says so, else `<data_dir>/ledger.duckdb`.
 
     `database_url` may also be `duckdb:///path/to/file.duckdb`.
@@ -392,7 +403,9 @@ def open_store(data_dir: Path | str, database_url: str | None = None, schema: st
     elif database_url and database_url.startswith("duckdb:///"):
         store = DuckDBStore(database_url.removeprefix("duckdb:///"), schema)
     elif database_url:
-        raise ValueError(f"unsupported ledger database URL {database_url!r} (postgresql://... or duckdb:///path)")
+        raise ValueError(
+            f"unsupported ledger database URL {database_url!r} (postgresql://... or duckdb:///path)"
+        )
     else:
         store = DuckDBStore(ledger_db_path(Path(data_dir)), schema)
     if migrate:

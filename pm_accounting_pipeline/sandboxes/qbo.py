@@ -44,8 +44,10 @@ def _now() -> str:
 
 
 def _fault(message: str, code: str, detail: str = "", kind: str = "ValidationFault") -> dict[str, Any]:
-    return {"Fault": {"Error": [{"Message": message, "Detail": detail or message, "code": code}], "type": kind},
-            "time": _now()}
+    return {
+        "Fault": {"Error": [{"Message": message, "Detail": detail or message, "code": code}], "type": kind},
+        "time": _now(),
+    }
 
 
 def _amount(value: Any, where: str) -> Decimal:
@@ -68,10 +70,18 @@ class QboSandbox(AccountingSandbox):
     vendor = "qbo"
     max_key_length = 50
 
-    def __init__(self, token: str, rate_limit: RateLimit = DEFAULT_RATE_LIMIT, seed: int = 42,
-                 batch_limit: RateLimit = DEFAULT_BATCH_LIMIT, max_concurrent: int | None = MAX_CONCURRENT,
-                 faults: AccountingFaults | None = None, accounts: set[str] | None = None,
-                 ar_accounts: set[str] | None = None, home_currency: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        token: str,
+        rate_limit: RateLimit = DEFAULT_RATE_LIMIT,
+        seed: int = 42,
+        batch_limit: RateLimit = DEFAULT_BATCH_LIMIT,
+        max_concurrent: int | None = MAX_CONCURRENT,
+        faults: AccountingFaults | None = None,
+        accounts: set[str] | None = None,
+        ar_accounts: set[str] | None = None,
+        home_currency: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(token, rate_limit, seed, max_concurrent, faults, accounts)
         self.batch_limiter = SlidingWindowLimiter(batch_limit)
         self.ar_accounts = {"1200"} if ar_accounts is None else ar_accounts
@@ -93,25 +103,51 @@ class QboSandbox(AccountingSandbox):
         return req.query.get("requestid") or None
 
     def auth_error(self) -> VendorError:
-        return VendorError(401, {"fault": {"error": [{"message": "message=AuthenticationFailed; errorCode=003200; "
-                                                                 "statusCode=401", "detail": "Token invalid",
-                                                      "code": "3200"}], "type": "AUTHENTICATION"}})
+        return VendorError(
+            401,
+            {
+                "fault": {
+                    "error": [
+                        {
+                            "message": "message=AuthenticationFailed; errorCode=003200; statusCode=401",
+                            "detail": "Token invalid",
+                            "code": "3200",
+                        }
+                    ],
+                    "type": "AUTHENTICATION",
+                }
+            },
+        )
 
     def rate_limit_error(self, retry_after: int, problem: str) -> VendorError:
         return VendorError(
             429,
-            _fault("message=ThrottleExceeded; errorCode=003001; statusCode=429",
-                   "3001", f"The request limit was reached ({problem}).", "SERVICE"),
+            _fault(
+                "message=ThrottleExceeded; errorCode=003001; statusCode=429",
+                "3001",
+                f"The request limit was reached ({problem}).",
+                "SERVICE",
+            ),
             {"Retry-After": str(retry_after)},
         )
 
     def server_error(self, status: int) -> VendorError:
-        return VendorError(status, _fault("An application error has occurred while processing your request",
-                                          "10000", kind="SystemFault"))
+        return VendorError(
+            status,
+            _fault(
+                "An application error has occurred while processing your request", "10000", kind="SystemFault"
+            ),
+        )
 
     def conflict_error(self, key: str) -> VendorError:
-        return VendorError(409, _fault("Duplicate requestid with a different request body", "6140",
-                                       f"requestid {key} was already used for another request"))
+        return VendorError(
+            409,
+            _fault(
+                "Duplicate requestid with a different request body",
+                "6140",
+                f"requestid {key} was already used for another request",
+            ),
+        )
 
     def bad_request_body(self, message: str) -> dict[str, Any]:
         return _fault(message, "2020")
@@ -139,18 +175,22 @@ class QboSandbox(AccountingSandbox):
             try:
                 doc = self._create(realm, entity, req.body)
             except ValueError as exc:
-                raise VendorError(400, _fault("Request has invalid or unsupported property", "2010",
-                                              str(exc))) from None
+                raise VendorError(
+                    400, _fault("Request has invalid or unsupported property", "2010", str(exc))
+                ) from None
             return 200, {entity: doc, "time": _now()}
-        raise VendorError(404, _fault(f"unsupported operation {req.method} {rest}", "610", kind="ObjectNotFound"))
+        raise VendorError(
+            404, _fault(f"unsupported operation {req.method} {rest}", "610", kind="ObjectNotFound")
+        )
 
     def _batch(self, realm: str, body: Any) -> dict[str, Any]:
         items = body.get("BatchItemRequest") if isinstance(body, dict) else None
         if not isinstance(items, list) or not items:
             raise VendorError(400, _fault("BatchItemRequest is required", "2020"))
         if len(items) > MAX_BATCH_ITEMS:
-            raise VendorError(400, _fault(f"a batch holds at most {MAX_BATCH_ITEMS} operations, got {len(items)}",
-                                          "2020"))
+            raise VendorError(
+                400, _fault(f"a batch holds at most {MAX_BATCH_ITEMS} operations, got {len(items)}", "2020")
+            )
         out = []
         for item in items:
             bid = item.get("bId") if isinstance(item, dict) else None
@@ -159,13 +199,27 @@ class QboSandbox(AccountingSandbox):
                     raise ValueError("only operation=create is supported")
                 names = [k for k in ENTITIES.values() if k in item]
                 if len(names) != 1:
-                    raise ValueError("each batch item carries exactly one of Invoice, CreditMemo, JournalEntry")
+                    raise ValueError(
+                        "each batch item carries exactly one of Invoice, CreditMemo, JournalEntry"
+                    )
                 doc = self._create(realm, names[0], item[names[0]])
                 out.append({"bId": bid, names[0]: doc})
             except ValueError as exc:
-                out.append({"bId": bid, "Fault": {"Error": [{"Message": "Request has invalid or unsupported "
-                                                                       "property", "Detail": str(exc),
-                                                            "code": "2010"}], "type": "ValidationFault"}})
+                out.append(
+                    {
+                        "bId": bid,
+                        "Fault": {
+                            "Error": [
+                                {
+                                    "Message": "Request has invalid or unsupported property",
+                                    "Detail": str(exc),
+                                    "code": "2010",
+                                }
+                            ],
+                            "type": "ValidationFault",
+                        },
+                    }
+                )
         return {"BatchItemResponse": out, "time": _now()}
 
     def _create(self, realm: str, entity: str, body: Any) -> dict[str, Any]:
@@ -179,12 +233,16 @@ class QboSandbox(AccountingSandbox):
             date.fromisoformat(str(txn_date))
         except ValueError:
             raise ValueError(f"{entity}.TxnDate {txn_date!r} is not YYYY-MM-DD") from None
-        currency = _ref(body, "CurrencyRef", entity) if "CurrencyRef" in body else self.home_currency.get(realm)
+        currency = (
+            _ref(body, "CurrencyRef", entity) if "CurrencyRef" in body else self.home_currency.get(realm)
+        )
         if "ExchangeRate" in body and _amount(body["ExchangeRate"], f"{entity}.ExchangeRate") == 0:
             raise ValueError(f"{entity}.ExchangeRate must be positive")
         home = self.home_currency.get(realm)
         if home and currency and currency != home and "ExchangeRate" not in body:
-            raise ValueError(f"{entity}: ExchangeRate is required for a {currency} transaction in a {home} company")
+            raise ValueError(
+                f"{entity}: ExchangeRate is required for a {currency} transaction in a {home} company"
+            )
         if entity == "JournalEntry":
             total = self._check_journal(lines)
         else:
@@ -200,8 +258,15 @@ class QboSandbox(AccountingSandbox):
             if tax is not None:
                 total += _amount(tax, f"{entity}.TxnTaxDetail.TotalTax")
         doc = dict(body)
-        doc.update({"Id": self.new_id(numeric=True), "SyncToken": "0", "domain": "QBO", "TotalAmt": total,
-                    "MetaData": {"CreateTime": _now()}})
+        doc.update(
+            {
+                "Id": self.new_id(numeric=True),
+                "SyncToken": "0",
+                "domain": "QBO",
+                "TotalAmt": total,
+                "MetaData": {"CreateTime": _now()},
+            }
+        )
         self.store(realm, entity, doc)
         return doc
 
@@ -241,28 +306,48 @@ class QboSandbox(AccountingSandbox):
         start_pos = int(m["start"] or 1)
         max_results = min(int(m["max"] or 100), 1000)
         page = docs[start_pos - 1 : start_pos - 1 + max_results]
-        return {"QueryResponse": {m["entity"]: page, "startPosition": start_pos, "maxResults": len(page),
-                                  "totalCount": len(docs)}, "time": _now()}
+        return {
+            "QueryResponse": {
+                m["entity"]: page,
+                "startPosition": start_pos,
+                "maxResults": len(page),
+                "totalCount": len(docs),
+            },
+            "time": _now(),
+        }
 
 
-def serve(host: str = "127.0.0.1", port: int = 0, token: str = "qbo-sandbox-token",
-          rate_limit: RateLimit | str = DEFAULT_RATE_LIMIT, seed: int = 42,
-          batch_limit: RateLimit | str = DEFAULT_BATCH_LIMIT, max_concurrent: int | None = MAX_CONCURRENT,
-          faults: AccountingFaults | None = None, accounts: set[str] | None = None,
-          home_currency: dict[str, str] | None = None) -> SandboxHandle:
+def serve(
+    host: str = "127.0.0.1",
+    port: int = 0,
+    token: str = "qbo-sandbox-token",
+    rate_limit: RateLimit | str = DEFAULT_RATE_LIMIT,
+    seed: int = 42,
+    batch_limit: RateLimit | str = DEFAULT_BATCH_LIMIT,
+    max_concurrent: int | None = MAX_CONCURRENT,
+    faults: AccountingFaults | None = None,
+    accounts: set[str] | None = None,
+    home_currency: dict[str, str] | None = None,
+) -> SandboxHandle:
     """Start a QuickBooks Online sandbox on a background thread (port 0: any free port)."""
     if isinstance(rate_limit, str):
         rate_limit = RateLimit.parse(rate_limit)
     if isinstance(batch_limit, str):
         batch_limit = RateLimit.parse(batch_limit)
-    sandbox = QboSandbox(token, rate_limit, seed, batch_limit, max_concurrent, faults, accounts,
-                         home_currency=home_currency)
+    sandbox = QboSandbox(
+        token, rate_limit, seed, batch_limit, max_concurrent, faults, accounts, home_currency=home_currency
+    )
     return start(sandbox, host, port)
 
 
-def run_forever(host: str = "127.0.0.1", port: int = 8081, token: str = "qbo-sandbox-token",
-                rate_limit: RateLimit | str = DEFAULT_RATE_LIMIT, seed: int = 42,
-                batch_limit: RateLimit | str = DEFAULT_BATCH_LIMIT,
-                faults: AccountingFaults | None = None) -> None:
+def run_forever(
+    host: str = "127.0.0.1",
+    port: int = 8081,
+    token: str = "qbo-sandbox-token",
+    rate_limit: RateLimit | str = DEFAULT_RATE_LIMIT,
+    seed: int = 42,
+    batch_limit: RateLimit | str = DEFAULT_BATCH_LIMIT,
+    faults: AccountingFaults | None = None,
+) -> None:
     """Serve until interrupted (the `pm-accounting sandbox qbo` command)."""
     run_until_interrupted(serve(host, port, token, rate_limit, seed, batch_limit, faults=faults))

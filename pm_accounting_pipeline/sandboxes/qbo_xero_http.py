@@ -11,6 +11,7 @@ the documents were committed, and a request delivered twice.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import json
@@ -27,7 +28,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from pm_accounting_pipeline.sandboxes.faults import FaultConfig, FaultInjector, FaultKind, RateLimit, SlidingWindowLimiter
+from pm_accounting_pipeline.sandboxes.faults import (
+    FaultConfig,
+    FaultInjector,
+    FaultKind,
+    RateLimit,
+    SlidingWindowLimiter,
+)
 
 
 def dump_json(obj: Any) -> bytes:
@@ -120,8 +127,15 @@ class AccountingSandbox:
     #: header or query parameter that carries the idempotency key
     max_key_length = 128
 
-    def __init__(self, token: str, rate_limit: RateLimit, seed: int = 42, max_concurrent: int | None = None,
-                 faults: AccountingFaults | None = None, accounts: set[str] | None = None) -> None:
+    def __init__(
+        self,
+        token: str,
+        rate_limit: RateLimit,
+        seed: int = 42,
+        max_concurrent: int | None = None,
+        faults: AccountingFaults | None = None,
+        accounts: set[str] | None = None,
+    ) -> None:
         self.token = token
         self.seed = seed
         self.limiter = SlidingWindowLimiter(rate_limit)
@@ -132,9 +146,19 @@ class AccountingSandbox:
         self._in_flight: dict[str, int] = {}
         self.idempotency: dict[tuple[str, str], Stored] = {}
         self.documents: dict[str, list[dict[str, Any]]] = {}
-        self.counters: dict[str, int] = {"requests": 0, "created": 0, "rate_limited": 0, "replayed": 0,
-                                         "conflicts": 0, "duplicates_delivered": 0, "lost_after_commit": 0,
-                                         "timeouts": 0, "errors": 0, "unauthorized": 0, "gzip_requests": 0}
+        self.counters: dict[str, int] = {
+            "requests": 0,
+            "created": 0,
+            "rate_limited": 0,
+            "replayed": 0,
+            "conflicts": 0,
+            "duplicates_delivered": 0,
+            "lost_after_commit": 0,
+            "timeouts": 0,
+            "errors": 0,
+            "unauthorized": 0,
+            "gzip_requests": 0,
+        }
         self._next_id = 0
         self.set_faults(faults or AccountingFaults.none(seed))
 
@@ -285,8 +309,12 @@ class AccountingSandbox:
     def _process(self, req: Request, company: str) -> tuple[int, bytes, dict[str, str], str]:
         key = self.idempotency_key_of(req) if req.method == "POST" else None
         if key is not None and len(key) > self.max_key_length:
-            return self._error(VendorError(400, self.bad_request_body(
-                f"idempotency key longer than {self.max_key_length} characters")))
+            return self._error(
+                VendorError(
+                    400,
+                    self.bad_request_body(f"idempotency key longer than {self.max_key_length} characters"),
+                )
+            )
         if key is None:
             try:
                 status, body = self.route(req)
@@ -328,7 +356,7 @@ def _handler_for(sandbox: AccountingSandbox) -> type[BaseHTTPRequestHandler]:
         # Headers and body go out in separate writes; without this, Nagle plus delayed ACKs stall each answer.
         disable_nagle_algorithm = True
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        def log_message(self, format: str, *args: Any) -> None:
             return
 
         def _serve(self, method: str) -> None:
@@ -350,10 +378,8 @@ def _handler_for(sandbox: AccountingSandbox) -> type[BaseHTTPRequestHandler]:
             status, out, extra, action = sandbox.handle(req)
             if action == "drop":
                 self.close_connection = True
-                try:
+                with contextlib.suppress(OSError):
                     self.connection.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
                 return
             if action == "truncate":
                 self.send_response(status)
@@ -362,10 +388,8 @@ def _handler_for(sandbox: AccountingSandbox) -> type[BaseHTTPRequestHandler]:
                 self.end_headers()
                 self.wfile.write(out)
                 self.close_connection = True
-                try:
+                with contextlib.suppress(OSError):
                     self.connection.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
                 return
             self._send(status, out, extra)
 
@@ -381,10 +405,10 @@ def _handler_for(sandbox: AccountingSandbox) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(out)
 
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             self._serve("POST")
 
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             self._serve("GET")
 
     return Handler
@@ -393,7 +417,9 @@ def _handler_for(sandbox: AccountingSandbox) -> type[BaseHTTPRequestHandler]:
 class SandboxHandle:
     """A running sandbox: its URL, its state, and `close()` (also a context manager)."""
 
-    def __init__(self, sandbox: AccountingSandbox, server: ThreadingHTTPServer, thread: threading.Thread) -> None:
+    def __init__(
+        self, sandbox: AccountingSandbox, server: ThreadingHTTPServer, thread: threading.Thread
+    ) -> None:
         self.sandbox = sandbox
         self._server = server
         self._thread = thread
@@ -444,8 +470,12 @@ class _Server(ThreadingHTTPServer):
 def start(sandbox: AccountingSandbox, host: str, port: int) -> SandboxHandle:
     """Serve `sandbox` on a background thread; port 0 picks a free port."""
     server = _Server((host, port), _handler_for(sandbox))
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                              name=f"{sandbox.vendor}-sandbox", daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever,
+        kwargs={"poll_interval": 0.05},
+        name=f"{sandbox.vendor}-sandbox",
+        daemon=True,
+    )
     thread.start()
     return SandboxHandle(sandbox, server, thread)
 

@@ -69,7 +69,9 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[PostingSto
 
 @pytest.fixture(scope="module")
 def qbo_server() -> Iterator[SandboxHandle]:
-    with qbo_sandbox.serve(token=TOKEN, rate_limit=UNLIMITED, batch_limit=UNLIMITED, max_concurrent=None) as h:
+    with qbo_sandbox.serve(
+        token=TOKEN, rate_limit=UNLIMITED, batch_limit=UNLIMITED, max_concurrent=None
+    ) as h:
         yield h
 
 

@@ -17,8 +17,12 @@ from pm_accounting_pipeline.posting.sample import sample_ledger
 
 def test_sample_ledger_satisfies_the_layer_contracts() -> None:
     led = sample_ledger(5, 6, 4)
-    for table, frame in (("ledger.journal_entries", led.journal_entries), ("ledger.journal_lines", led.journal_lines),
-                         ("ledger.invoices", led.invoices), ("ledger.invoice_lines", led.invoice_lines)):
+    for table, frame in (
+        ("ledger.journal_entries", led.journal_entries),
+        ("ledger.journal_lines", led.journal_lines),
+        ("ledger.invoices", led.invoices),
+        ("ledger.invoice_lines", led.invoice_lines),
+    ):
         TABLES[table].validate(frame, lazy=True)
 
 
@@ -27,12 +31,15 @@ def test_one_document_per_invoice_and_per_accrual_entry_not_per_invoice_entry() 
     docs = build_documents(led)
     assert docs.height == 6 + 4  # the invoices' own entries travel inside the invoice documents
     assert sorted(docs.filter(pl.col("kind") == "invoice")["document_id"].to_list()) == sorted(
-        led.invoices["invoice_id"].to_list())
+        led.invoices["invoice_id"].to_list()
+    )
     inv = docs.filter(pl.col("kind") == "invoice").row(0, named=True)
     content = jsonutil.loads(inv["content"])
     source = led.invoices.filter(pl.col("invoice_id") == inv["document_id"]).row(0, named=True)
     assert content["total_minor"] == source["total_minor"] == inv["total_minor"]
-    assert sum(p["debit_minor"] for p in content["postings"]) == sum(p["credit_minor"] for p in content["postings"])
+    assert sum(p["debit_minor"] for p in content["postings"]) == sum(
+        p["credit_minor"] for p in content["postings"]
+    )
     assert len(content["lines"]) == source["line_count"]
 
 
@@ -54,8 +61,11 @@ def test_amounts_in_content_are_exact_strings_never_floats() -> None:
 def test_unbalanced_entry_is_refused_with_its_id() -> None:
     led = sample_ledger(3, 1, 1)
     lines = led.journal_lines.with_columns(
-        pl.when(pl.col("line_no") == 1).then(pl.col("debit_minor") + 1).otherwise(pl.col("debit_minor"))
-        .alias("debit_minor"))
+        pl.when(pl.col("line_no") == 1)
+        .then(pl.col("debit_minor") + 1)
+        .otherwise(pl.col("debit_minor"))
+        .alias("debit_minor")
+    )
     with pytest.raises(UnbalancedEntryError, match="do not balance"):
         build_documents(LedgerTables(led.journal_entries, lines, led.invoices, led.invoice_lines))
 
@@ -63,7 +73,9 @@ def test_unbalanced_entry_is_refused_with_its_id() -> None:
 def test_invoice_without_lines_is_a_clear_error() -> None:
     led = sample_ledger(3, 2, 0)
     with pytest.raises(LedgerInputError, match="invoices without invoice lines"):
-        build_documents(LedgerTables(led.journal_entries, led.journal_lines, led.invoices, led.invoice_lines.head(0)))
+        build_documents(
+            LedgerTables(led.journal_entries, led.journal_lines, led.invoices, led.invoice_lines.head(0))
+        )
 
 
 def test_credit_memo_kind_column_marks_a_credit_memo() -> None:
@@ -83,5 +95,8 @@ def test_read_ledger_reads_the_lake_layout_and_empty_tables(tmp_path: Path) -> N
             part.write_parquet(target)
     back = read_ledger(tmp_path)
     assert back.invoices.height == 3 and back.journal_entries.height == led.journal_entries.height
-    assert build_documents(back)["content_hash"].sort().to_list() == build_documents(led)["content_hash"].sort().to_list()
+    assert (
+        build_documents(back)["content_hash"].sort().to_list()
+        == build_documents(led)["content_hash"].sort().to_list()
+    )
     assert read_ledger(tmp_path / "nowhere").journal_lines.height == 0

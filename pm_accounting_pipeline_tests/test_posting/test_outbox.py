@@ -45,11 +45,13 @@ def test_changed_document_gets_a_reversal_and_a_linked_revision(store: PostingSt
     outbox.enqueue_documents(store, build_documents(sample_ledger(1, 4, 2)), [Echo()])
     res = outbox.enqueue_documents(store, build_documents(sample_ledger(1, 4, 2, bump={0: 500})), [Echo()])
     assert (res.reversals, res.revisions, res.new_documents, res.unchanged) == (1, 1, 0, 5)
-    rows = store.query_dicts("SELECT doc_uid, kind, revision, reverses_uid, replaces_uid, document_id "
-                             "FROM {s}.documents ORDER BY kind, revision")
-    rev = [r for r in rows if r["kind"] == "reversal"][0]
-    second = [r for r in rows if r["revision"] == 2 and r["kind"] != "reversal"][0]
-    first = [r for r in rows if r["doc_uid"] == rev["reverses_uid"]][0]
+    rows = store.query_dicts(
+        "SELECT doc_uid, kind, revision, reverses_uid, replaces_uid, document_id "
+        "FROM {s}.documents ORDER BY kind, revision"
+    )
+    rev = next(r for r in rows if r["kind"] == "reversal")
+    second = next(r for r in rows if r["revision"] == 2 and r["kind"] != "reversal")
+    first = next(r for r in rows if r["doc_uid"] == rev["reverses_uid"])
     assert first["document_id"] == second["document_id"] == rev["document_id"]
     assert second["replaces_uid"] == first["doc_uid"] and first["revision"] == 1
     # nothing already enqueued was rewritten: the first revision's outbox row is untouched
@@ -58,9 +60,13 @@ def test_changed_document_gets_a_reversal_and_a_linked_revision(store: PostingSt
 
 def test_document_missing_from_a_complete_batch_is_reversed_and_can_come_back(store: PostingStore) -> None:
     outbox.enqueue_documents(store, build_documents(sample_ledger(2, 3, 1)), [Echo()], scope=SCOPE)
-    gone = outbox.enqueue_documents(store, build_documents(sample_ledger(2, 3, 1, drop={1})), [Echo()], scope=SCOPE)
+    gone = outbox.enqueue_documents(
+        store, build_documents(sample_ledger(2, 3, 1, drop={1})), [Echo()], scope=SCOPE
+    )
     assert (gone.reversals, gone.revisions) == (1, 0)
-    again = outbox.enqueue_documents(store, build_documents(sample_ledger(2, 3, 1, drop={1})), [Echo()], scope=SCOPE)
+    again = outbox.enqueue_documents(
+        store, build_documents(sample_ledger(2, 3, 1, drop={1})), [Echo()], scope=SCOPE
+    )
     assert again.outbox_rows == 0  # a reversed document stays reversed
     back = outbox.enqueue_documents(store, build_documents(sample_ledger(2, 3, 1)), [Echo()], scope=SCOPE)
     assert (back.revisions, back.reversals) == (1, 0)
@@ -74,8 +80,10 @@ def test_without_a_scope_absence_means_nothing(store: PostingStore) -> None:
 
 def test_idempotency_key_is_deterministic_and_fits_qbo_batch_request_ids(store: PostingStore) -> None:
     outbox.enqueue_documents(store, build_documents(sample_ledger(3, 2, 1)), [Echo()])
-    rows = store.query_dicts("SELECT o.idempotency_key, o.doc_uid, d.content_hash FROM {s}.outbox o "
-                             "JOIN {s}.documents d ON d.doc_uid = o.doc_uid")
+    rows = store.query_dicts(
+        "SELECT o.idempotency_key, o.doc_uid, d.content_hash FROM {s}.outbox o "
+        "JOIN {s}.documents d ON d.doc_uid = o.doc_uid"
+    )
     for r in rows:
         assert len(r["idempotency_key"]) == 36
         assert r["idempotency_key"] == idempotency_key("echo", r["doc_uid"], r["content_hash"])

@@ -23,23 +23,43 @@ from pm_accounting_pipeline.posting.targets.xero import XeroTarget, currency_rat
 
 def _views(seed: int = 11, n_inv: int = 6, n_ent: int = 3, **kw: Any) -> list[DocumentView]:
     docs = build_documents(sample_ledger(seed, n_inv, n_ent, **kw))
-    return [view_from_row({**r, "doc_uid": f"00000000-0000-0000-0000-{i:012d}", "revision": 1})
-            for i, r in enumerate(docs.iter_rows(named=True))]
+    return [
+        view_from_row({**r, "doc_uid": f"00000000-0000-0000-0000-{i:012d}", "revision": 1})
+        for i, r in enumerate(docs.iter_rows(named=True))
+    ]
 
 
 def _reversal(v: DocumentView) -> DocumentView:
-    return DocumentView(v.doc_uid.replace("0000-0000-0000", "0000-0000-1111"), v.document_id, "reversal", 1,
-                        v.entity, v.posting_date, v.currency, v.total_minor, v.content, "r" + v.content_hash,
-                        reverses_uid=v.doc_uid, original_kind=v.kind)
+    return DocumentView(
+        v.doc_uid.replace("0000-0000-0000", "0000-0000-1111"),
+        v.document_id,
+        "reversal",
+        1,
+        v.entity,
+        v.posting_date,
+        v.currency,
+        v.total_minor,
+        v.content,
+        "r" + v.content_hash,
+        reverses_uid=v.doc_uid,
+        original_kind=v.kind,
+    )
 
 
-QBO = QboTarget("http://127.0.0.1:1", "t", companies={"acme": "9130", "beta": "9140"},
-                accounts={"1200": "AR-1"}, customers={"C001": "58"})
+QBO = QboTarget(
+    "http://127.0.0.1:1",
+    "t",
+    companies={"acme": "9130", "beta": "9140"},
+    accounts={"1200": "AR-1"},
+    customers={"C001": "58"},
+)
 XERO = XeroTarget("http://127.0.0.1:1", "t", companies={"acme": "tenant-a"})
 
 
 def test_qbo_exchange_rate_is_home_currency_per_foreign_unit() -> None:
-    views = [v for v in _views(n_ent=0, currencies=("EUR",)) if v.entity == "acme"]  # USD company, EUR invoice
+    views = [
+        v for v in _views(n_ent=0, currencies=("EUR",)) if v.entity == "acme"
+    ]  # USD company, EUR invoice
     v = views[0]
     body = QBO.render(v)["body"]
     tx = sum(Decimal(p["debit"]) for p in v.content["postings"])
@@ -50,20 +70,20 @@ def test_qbo_exchange_rate_is_home_currency_per_foreign_unit() -> None:
 
 
 def test_xero_currency_rate_is_the_inverse_foreign_per_base_unit() -> None:
-    v = [v for v in _views(n_ent=0, currencies=("EUR",)) if v.entity == "acme"][0]
+    v = next(v for v in _views(n_ent=0, currencies=("EUR",)) if v.entity == "acme")
     rate = XERO.render(v)["body"]["CurrencyRate"]
     assert rate == currency_rate(v.content)
     assert abs(rate * functional_rate(v.content) - 1) < Decimal("1e-8")
 
 
 def test_home_currency_documents_carry_no_rate() -> None:
-    v = [v for v in _views(n_ent=0, currencies=("USD",)) if v.entity == "acme"][0]
+    v = next(v for v in _views(n_ent=0, currencies=("USD",)) if v.entity == "acme")
     assert "ExchangeRate" not in QBO.render(v)["body"]
     assert "CurrencyRate" not in XERO.render(v)["body"]
 
 
 def test_qbo_invoice_shape_and_references() -> None:
-    v = [v for v in _views() if v.kind == "invoice"][0]
+    v = next(v for v in _views() if v.kind == "invoice")
     p = QBO.render(v)
     assert p["type"] == "Invoice" and p["realm"] in ("9130", "9140")
     body = p["body"]
@@ -77,21 +97,33 @@ def test_qbo_invoice_shape_and_references() -> None:
 
 
 def test_qbo_journal_entry_balances_and_ar_lines_name_the_customer() -> None:
-    inv = [v for v in _views() if v.kind == "invoice"][0]
+    inv = next(v for v in _views() if v.kind == "invoice")
     p = QBO.render(_reversal(inv))
     assert p["type"] == "CreditMemo"  # an invoice is reversed by a credit memo
-    je = [v for v in _views() if v.kind == "journal_entry"][0]
+    je = next(v for v in _views() if v.kind == "journal_entry")
     body = QBO.render(je)["body"]
     debit = sum(x["Amount"] for x in body["Line"] if x["JournalEntryLineDetail"]["PostingType"] == "Debit")
     credit = sum(x["Amount"] for x in body["Line"] if x["JournalEntryLineDetail"]["PostingType"] == "Credit")
     assert debit == credit > 0
     rev = QBO.render(_reversal(je))["body"]
     assert [x["JournalEntryLineDetail"]["PostingType"] for x in rev["Line"]] == [
-        {"Debit": "Credit", "Credit": "Debit"}[x["JournalEntryLineDetail"]["PostingType"]] for x in body["Line"]]
+        {"Debit": "Credit", "Credit": "Debit"}[x["JournalEntryLineDetail"]["PostingType"]]
+        for x in body["Line"]
+    ]
     v = _views(seed=3, n_inv=3, n_ent=0)[0]
     content = dict(v.content, postings=[dict(pp) for pp in v.content["postings"]])
-    ar_view = DocumentView(v.doc_uid, v.document_id, "journal_entry", 1, v.entity, v.posting_date, v.currency,
-                           v.total_minor, {**content, "number": "X"}, v.content_hash)
+    ar_view = DocumentView(
+        v.doc_uid,
+        v.document_id,
+        "journal_entry",
+        1,
+        v.entity,
+        v.posting_date,
+        v.currency,
+        v.total_minor,
+        {**content, "number": "X"},
+        v.content_hash,
+    )
     lines = QBO.render(ar_view)["body"]["Line"]
     ar = [x for x in lines if x["JournalEntryLineDetail"]["AccountRef"]["value"] in ("AR-1", "1200")]
     assert ar and all(x["JournalEntryLineDetail"]["Entity"]["Type"] == "Customer" for x in ar)
@@ -116,11 +148,11 @@ def _strict_xero(model: str, data: dict[str, Any]) -> Any:
 def test_xero_payloads_validate_against_the_official_sdk_models(kind: str) -> None:
     views = _views(seed=21, n_inv=4, n_ent=2)
     if kind == "invoice":
-        v, model = [x for x in views if x.kind == "invoice"][0], "Invoice"
+        v, model = next(x for x in views if x.kind == "invoice"), "Invoice"
     elif kind == "credit_note":
-        v, model = _reversal([x for x in views if x.kind == "invoice"][0]), "CreditNote"
+        v, model = _reversal(next(x for x in views if x.kind == "invoice")), "CreditNote"
     else:
-        v, model = [x for x in views if x.kind == "journal_entry"][0], "ManualJournal"
+        v, model = next(x for x in views if x.kind == "journal_entry"), "ManualJournal"
     payload = XERO.render(v)
     # What goes over the wire, parsed back exactly as the SDK would receive it.
     wire = jsonutil.loads(jsonutil.dumps(payload["body"], canonical=False))

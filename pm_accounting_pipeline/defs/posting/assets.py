@@ -5,7 +5,6 @@ per target posts, each holding that target's concurrency pool (`posting_<target>
 post to the same target at once, and the chain makes it one target at a time.
 """
 
-
 import inspect
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,7 +22,9 @@ POSTED_LEDGER_ENTRIES = dg.AssetKey(["posting", "posted_ledger_entries"])
 def _scope(docs: Any, mapping: Any) -> Scope | None:
     if docs.height == 0:
         return None
-    entities = tuple(mapping.entity_ids) if mapping is not None else tuple(sorted(set(docs["entity"].to_list())))
+    entities = (
+        tuple(mapping.entity_ids) if mapping is not None else tuple(sorted(set(docs["entity"].to_list())))
+    )
     return Scope(entities, docs["posting_date"].min(), docs["posting_date"].max())
 
 
@@ -70,7 +71,9 @@ def _post_op(target: str) -> dg.OpDefinition:
         with posting.open() as store:
             adapters = service.build_targets(store, mapping, only=[target])
             try:
-                reports = service.post_pending(store, adapters, data_dir=Path(posting.data_dir), mapping=mapping)
+                reports = service.post_pending(
+                    store, adapters, data_dir=Path(posting.data_dir), mapping=mapping
+                )
             finally:
                 for a in adapters:
                     a.close()
@@ -88,7 +91,12 @@ def _post_op(target: str) -> dg.OpDefinition:
 
 
 def _summary_op() -> dg.OpDefinition:
-    @dg.op(name="posting_summary", ins={"upstream": dg.In(dict)}, out=dg.Out(dict), required_resource_keys={"posting"})
+    @dg.op(
+        name="posting_summary",
+        ins={"upstream": dg.In(dict)},
+        out=dg.Out(dict),
+        required_resource_keys={"posting"},
+    )
     def posting_summary(context: dg.OpExecutionContext, upstream: dict[str, Any]) -> dict[str, Any]:
         posting = context.resources.posting
         with posting.open() as store:
@@ -96,22 +104,26 @@ def _summary_op() -> dg.OpDefinition:
             open_dlq = dlq.open_count(store)
             backlog = outbox.backlog(store)
         enq = upstream.get("enqueue", {})
-        context.add_output_metadata({
-            "documents_in_ledger": upstream.get("documents_in_ledger", 0),
-            "new_documents": enq.get("new_documents", 0),
-            "revisions": enq.get("revisions", 0),
-            "reversals": enq.get("reversals", 0),
-            "outbox_by_target_status": dg.MetadataValue.json(status),
-            "delivery": dg.MetadataValue.json(upstream.get("delivery", {})),
-            "backlog": backlog,
-            "dead_letters_open": open_dlq,
-        })
+        context.add_output_metadata(
+            {
+                "documents_in_ledger": upstream.get("documents_in_ledger", 0),
+                "new_documents": enq.get("new_documents", 0),
+                "revisions": enq.get("revisions", 0),
+                "reversals": enq.get("reversals", 0),
+                "outbox_by_target_status": dg.MetadataValue.json(status),
+                "delivery": dg.MetadataValue.json(upstream.get("delivery", {})),
+                "backlog": backlog,
+                "dead_letters_open": open_dlq,
+            }
+        )
         return {**upstream, "backlog": backlog, "dead_letters_open": open_dlq}
 
     return posting_summary
 
 
-def build_posted_ledger_entries(ledger_asset_keys: Sequence[dg.AssetKey], targets: Sequence[str]) -> dg.AssetsDefinition:
+def build_posted_ledger_entries(
+    ledger_asset_keys: Sequence[dg.AssetKey], targets: Sequence[str]
+) -> dg.AssetsDefinition:
     """The asset `posting/posted_ledger_entries`, depending (without loading) on the ledger assets."""
     dep_names = [f"ledger_{i}" for i in range(len(ledger_asset_keys))]
     enqueue = _enqueue_op(dep_names)
@@ -132,7 +144,10 @@ def build_posted_ledger_entries(ledger_asset_keys: Sequence[dg.AssetKey], target
     return dg.graph_asset(
         key=POSTED_LEDGER_ENTRIES,
         group_name="posting",
-        ins={n: dg.AssetIn(key=k, dagster_type=dg.Nothing) for n, k in zip(dep_names, ledger_asset_keys, strict=True)},
+        ins={
+            n: dg.AssetIn(key=k, dagster_type=dg.Nothing)
+            for n, k in zip(dep_names, ledger_asset_keys, strict=True)
+        },
         kinds={"duckdb", "postgres"},
         description=(
             "Ledger documents posted to every configured accounting target, effectively once: enqueued "
@@ -141,4 +156,3 @@ def build_posted_ledger_entries(ledger_asset_keys: Sequence[dg.AssetKey], target
             "one run per target at a time (pool posting_<target>)."
         ),
     )(body)
-

@@ -1,6 +1,5 @@
 """Asset checks on posting: the outbox backlog does not grow old, the dead-letter queue stays empty."""
 
-
 import dagster as dg
 
 from pm_accounting_pipeline.defs.posting.assets import POSTED_LEDGER_ENTRIES
@@ -30,8 +29,11 @@ def build_posting_checks(max_backlog_age_hours: float = 24.0) -> list[dg.AssetCh
         return dg.AssetCheckResult(
             passed=age_h <= max_backlog_age_hours,
             severity=dg.AssetCheckSeverity.WARN,
-            metadata={"backlog": backlog, "oldest_waiting_hours": round(age_h, 2),
-                      "by_target_status": dg.MetadataValue.json(by_status)},
+            metadata={
+                "backlog": backlog,
+                "oldest_waiting_hours": round(age_h, 2),
+                "by_target_status": dg.MetadataValue.json(by_status),
+            },
         )
 
     @dg.asset_check(
@@ -46,7 +48,10 @@ def build_posting_checks(max_backlog_age_hours: float = 24.0) -> list[dg.AssetCh
         return dg.AssetCheckResult(
             passed=not entries,
             severity=dg.AssetCheckSeverity.WARN,
-            metadata={"open_entries": len(entries), "by_target_reason": dg.MetadataValue.json(dlq_by_reason(entries))},
+            metadata={
+                "open_entries": len(entries),
+                "by_target_reason": dg.MetadataValue.json(dlq_by_reason(entries)),
+            },
         )
 
     return [outbox_backlog, dead_letter_queue]

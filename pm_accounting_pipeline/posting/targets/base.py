@@ -14,8 +14,8 @@ import ssl
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import cache
 from decimal import ROUND_HALF_EVEN, Decimal, localcontext
+from functools import cache
 from typing import Any
 
 import httpx
@@ -91,6 +91,7 @@ class TargetAdapter(ABC):
 
 # --- rendering helpers ------------------------------------------------------------------------------
 
+
 def amount(minor: int, currency: str) -> Decimal:
     """Minor units as the currency's exact decimal amount (JPY 1234 -> 1234, EUR 1234 -> 12.34)."""
     return Money.from_minor(int(minor), currency).amount
@@ -119,6 +120,7 @@ def functional_rate(content: dict[str, Any]) -> Decimal:
 
 # --- HTTP -----------------------------------------------------------------------------------------------
 
+
 @cache
 def _ssl_context() -> ssl.SSLContext:
     # Loading the CA bundle costs ~80 ms; one context serves every client of the process.
@@ -128,15 +130,24 @@ def _ssl_context() -> ssl.SSLContext:
 class HttpTarget(TargetAdapter):
     """httpx client with bearer auth, gzip request bodies above a threshold, vendor error classes."""
 
-    def __init__(self, base_url: str, token: str, timeout_s: float = 10.0, gzip_min_bytes: int = 2048,
-                 transport: httpx.BaseTransport | None = None) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        token: str,
+        timeout_s: float = 10.0,
+        gzip_min_bytes: int = 2048,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self.gzip_min_bytes = gzip_min_bytes
         self._client = httpx.Client(
             base_url=self.base_url,
             timeout=httpx.Timeout(timeout_s),
-            headers={"Authorization": f"Bearer {token}", "Accept": "application/json",
-                     "Accept-Encoding": "gzip"},
+            headers={
+                "Authorization": f"Bearer {token}",
+                "Accept": "application/json",
+                "Accept-Encoding": "gzip",
+            },
             transport=transport,
             verify=_ssl_context(),
         )
@@ -144,8 +155,15 @@ class HttpTarget(TargetAdapter):
     def close(self) -> None:
         self._client.close()
 
-    def request_json(self, method: str, path: str, *, params: dict[str, str] | None = None,
-                     headers: dict[str, str] | None = None, body: Any = None) -> tuple[int, Any]:
+    def request_json(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
+        body: Any = None,
+    ) -> tuple[int, Any]:
         """Send and classify: returns (status, json) for 2xx and item-level 4xx answers; raises otherwise."""
         content = None
         hdrs = dict(headers or {})
@@ -168,8 +186,9 @@ class HttpTarget(TargetAdapter):
             data = jsonutil.loads(text) if text else None
         except ValueError:
             if status < 500:
-                raise TransientSendError(f"unreadable answer (HTTP {status}, {len(text)} bytes)",
-                                         status=status) from None
+                raise TransientSendError(
+                    f"unreadable answer (HTTP {status}, {len(text)} bytes)", status=status
+                ) from None
             data = None
         if status == 429 or status >= 500:
             retry_after = _retry_after(resp.headers.get("Retry-After"))
@@ -188,8 +207,16 @@ def _retry_after(value: str | None) -> float | None:
         return None
 
 
-def whole_request_failure(items: Sequence[OutboxItem], status: int, data: Any, request: Any) -> PermanentSendError:
-    return PermanentSendError(f"HTTP {status}: {jsonutil.dumps(data)[:500]}", status=status,
-                              response={"status": status, "body": data, "request_items": [i.outbox_id
-                                                                                          for i in items],
-                                        "request": request})
+def whole_request_failure(
+    items: Sequence[OutboxItem], status: int, data: Any, request: Any
+) -> PermanentSendError:
+    return PermanentSendError(
+        f"HTTP {status}: {jsonutil.dumps(data)[:500]}",
+        status=status,
+        response={
+            "status": status,
+            "body": data,
+            "request_items": [i.outbox_id for i in items],
+            "request": request,
+        },
+    )

@@ -36,16 +36,18 @@ class GeneralLedgerTarget(TargetAdapter):
             fdr, fcr = p["functional_debit"], p["functional_credit"]
             if swap:
                 dr, cr, fdr, fcr = cr, dr, fcr, fdr
-            lines.append({
-                "line_no": int(p["line_no"]),
-                "account": p["account"],
-                "account_role": p["account_role"],
-                "debit_minor": dr,
-                "credit_minor": cr,
-                "functional_debit": Decimal(fdr),
-                "functional_credit": Decimal(fcr),
-                "customer_ref": p.get("customer_ref"),
-            })
+            lines.append(
+                {
+                    "line_no": int(p["line_no"]),
+                    "account": p["account"],
+                    "account_role": p["account_role"],
+                    "debit_minor": dr,
+                    "credit_minor": cr,
+                    "functional_debit": Decimal(fdr),
+                    "functional_credit": Decimal(fcr),
+                    "customer_ref": p.get("customer_ref"),
+                }
+            )
         return {
             "doc_uid": doc.doc_uid,
             "document_id": doc.document_id,
@@ -68,17 +70,27 @@ class GeneralLedgerTarget(TargetAdapter):
                 key: (gl_id, phash)
                 for key, gl_id, phash in self.store.query(
                     "SELECT idempotency_key, gl_entry_id, payload_hash FROM {s}.gl_entries "
-                    "WHERE idempotency_key = ANY(?)", [[i.idempotency_key for i in items]])
+                    "WHERE idempotency_key = ANY(?)",
+                    [[i.idempotency_key for i in items]],
+                )
             }
             for item in items:
                 if item.idempotency_key in existing:
                     gl_id, phash = existing[item.idempotency_key]
                     if phash != item.payload_hash:
-                        results.append(SendResult(item.outbox_id, Outcome.PERMANENT, status_code=409,
-                                                  error="idempotency key reused with a different payload",
-                                                  request=item.payload))
+                        results.append(
+                            SendResult(
+                                item.outbox_id,
+                                Outcome.PERMANENT,
+                                status_code=409,
+                                error="idempotency key reused with a different payload",
+                                request=item.payload,
+                            )
+                        )
                     else:
-                        results.append(SendResult(item.outbox_id, Outcome.POSTED, remote_id=gl_id, status_code=200))
+                        results.append(
+                            SendResult(item.outbox_id, Outcome.POSTED, remote_id=gl_id, status_code=200)
+                        )
                     continue
                 p = item.payload
                 lines = p["lines"]
@@ -87,17 +99,34 @@ class GeneralLedgerTarget(TargetAdapter):
                 fdebit = sum((Decimal(x["functional_debit"]) for x in lines), Decimal(0))
                 fcredit = sum((Decimal(x["functional_credit"]) for x in lines), Decimal(0))
                 if debit != credit or fdebit != fcredit:
-                    results.append(SendResult(item.outbox_id, Outcome.PERMANENT, status_code=400,
-                                              error=f"entry does not balance: {debit} != {credit}",
-                                              request=item.payload))
+                    results.append(
+                        SendResult(
+                            item.outbox_id,
+                            Outcome.PERMANENT,
+                            status_code=400,
+                            error=f"entry does not balance: {debit} != {credit}",
+                            request=item.payload,
+                        )
+                    )
                     continue
                 gl_id = stable_id("gl-entry", item.idempotency_key)
                 self.store.execute(
                     "INSERT INTO {s}.gl_entries (idempotency_key, gl_entry_id, doc_uid, document_id, "
                     "document_kind, entity, posting_date, currency, total_debit_minor, payload_hash, posted_at) "
                     "VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                    [item.idempotency_key, gl_id, p["doc_uid"], p["document_id"], p["kind"], p["entity"],
-                     p["date"], p["currency"], debit, item.payload_hash, utcnow()],
+                    [
+                        item.idempotency_key,
+                        gl_id,
+                        p["doc_uid"],
+                        p["document_id"],
+                        p["kind"],
+                        p["entity"],
+                        p["date"],
+                        p["currency"],
+                        debit,
+                        item.payload_hash,
+                        utcnow(),
+                    ],
                 )
                 self.store.execute(
                     "INSERT INTO {s}.gl_lines (gl_entry_id, line_no, entity, posting_date, account, account_role, "
@@ -112,11 +141,21 @@ class GeneralLedgerTarget(TargetAdapter):
                     "unnest(CAST(? AS BIGINT[])) AS debit_minor, unnest(CAST(? AS BIGINT[])) AS credit_minor, "
                     "unnest(CAST(? AS TEXT[])) AS functional_debit, unnest(CAST(? AS TEXT[])) AS functional_credit, "
                     "unnest(CAST(? AS TEXT[])) AS customer_ref) x",
-                    [gl_id, p["entity"], p["date"], p["currency"], p["functional_currency"],
-                     [int(x["line_no"]) for x in lines], [x["account"] for x in lines],
-                     [x["account_role"] for x in lines], [int(x["debit_minor"]) for x in lines],
-                     [int(x["credit_minor"]) for x in lines], [str(x["functional_debit"]) for x in lines],
-                     [str(x["functional_credit"]) for x in lines], [x.get("customer_ref") for x in lines]],
+                    [
+                        gl_id,
+                        p["entity"],
+                        p["date"],
+                        p["currency"],
+                        p["functional_currency"],
+                        [int(x["line_no"]) for x in lines],
+                        [x["account"] for x in lines],
+                        [x["account_role"] for x in lines],
+                        [int(x["debit_minor"]) for x in lines],
+                        [int(x["credit_minor"]) for x in lines],
+                        [str(x["functional_debit"]) for x in lines],
+                        [str(x["functional_credit"]) for x in lines],
+                        [x.get("customer_ref") for x in lines],
+                    ],
                 )
                 results.append(SendResult(item.outbox_id, Outcome.POSTED, remote_id=gl_id, status_code=201))
         return results
@@ -124,10 +163,10 @@ class GeneralLedgerTarget(TargetAdapter):
     def remote_documents(self, entities: Sequence[str]) -> pl.DataFrame:
         rows = self.store.query(
             "SELECT doc_uid, gl_entry_id, document_kind, entity, posting_date, currency, total_debit_minor "
-            "FROM {s}.gl_entries WHERE entity = ANY(?)", [list(entities)])
-        return pl.DataFrame(
-            [(self.name, *r) for r in rows], schema=REMOTE_SCHEMA, orient="row"
+            "FROM {s}.gl_entries WHERE entity = ANY(?)",
+            [list(entities)],
         )
+        return pl.DataFrame([(self.name, *r) for r in rows], schema=REMOTE_SCHEMA, orient="row")
 
 
 def trial_balance(store: PostingStore) -> pl.DataFrame:
@@ -137,7 +176,13 @@ def trial_balance(store: PostingStore) -> pl.DataFrame:
         "functional_currency, sum(functional_debit) AS functional_debit, "
         "sum(functional_credit) AS functional_credit FROM {s}.gl_lines "
         "GROUP BY entity, currency, functional_currency ORDER BY entity, currency",
-        schema={"entity": pl.String, "currency": pl.String, "debit_minor": pl.Int64, "credit_minor": pl.Int64,
-                "functional_currency": pl.String, "functional_debit": pl.Decimal(38, 3),
-                "functional_credit": pl.Decimal(38, 3)},
+        schema={
+            "entity": pl.String,
+            "currency": pl.String,
+            "debit_minor": pl.Int64,
+            "credit_minor": pl.Int64,
+            "functional_currency": pl.String,
+            "functional_debit": pl.Decimal(38, 3),
+            "functional_credit": pl.Decimal(38, 3),
+        },
     )

@@ -17,7 +17,13 @@ from typing import Any
 import polars as pl
 
 from pm_accounting_pipeline.core.money import Money
-from pm_accounting_pipeline.posting.model import DocumentKind, OutboxItem, Outcome, PermanentSendError, SendResult
+from pm_accounting_pipeline.posting.model import (
+    DocumentKind,
+    OutboxItem,
+    Outcome,
+    PermanentSendError,
+    SendResult,
+)
 from pm_accounting_pipeline.posting.outbox import DocumentView
 from pm_accounting_pipeline.posting.targets.base import (
     REMOTE_SCHEMA,
@@ -36,10 +42,20 @@ AR_ROLES = frozenset({"accounts_receivable", "unbilled_receivables", "intercompa
 class QboTarget(HttpTarget):
     name = "qbo"
 
-    def __init__(self, base_url: str, token: str, *, companies: dict[str, str] | None = None,
-                 accounts: dict[str, str] | None = None, customers: dict[str, str] | None = None,
-                 items: dict[str, str] | None = None, limits: TargetLimits = QBO_LIMITS,
-                 timeout_s: float = 10.0, gzip_min_bytes: int = 2048, minor_version: str = "75") -> None:
+    def __init__(
+        self,
+        base_url: str,
+        token: str,
+        *,
+        companies: dict[str, str] | None = None,
+        accounts: dict[str, str] | None = None,
+        customers: dict[str, str] | None = None,
+        items: dict[str, str] | None = None,
+        limits: TargetLimits = QBO_LIMITS,
+        timeout_s: float = 10.0,
+        gzip_min_bytes: int = 2048,
+        minor_version: str = "75",
+    ) -> None:
         super().__init__(base_url, token, timeout_s, gzip_min_bytes)
         self.companies = companies or {}
         self.accounts = accounts or {}
@@ -87,15 +103,19 @@ class QboTarget(HttpTarget):
             }
             if line.get("unit_price") is not None:
                 detail["UnitPrice"] = Decimal(line["unit_price"]).normalize()
-            lines.append({
-                "Amount": amount(abs(int(line["amount_minor"])), currency),
-                "Description": line["description"],
-                "DetailType": "SalesItemLineDetail",
-                "SalesItemLineDetail": detail,
-            })
+            lines.append(
+                {
+                    "Amount": amount(abs(int(line["amount_minor"])), currency),
+                    "Description": line["description"],
+                    "DetailType": "SalesItemLineDetail",
+                    "SalesItemLineDetail": detail,
+                }
+            )
         out: dict[str, Any] = {
-            "CustomerRef": {"value": self.customers.get(c["customer_ref"], c["customer_ref"]),
-                            "name": c["client_name"]},
+            "CustomerRef": {
+                "value": self.customers.get(c["customer_ref"], c["customer_ref"]),
+                "name": c["client_name"],
+            },
             "Line": lines,
         }
         if entity_type == "Invoice":
@@ -118,23 +138,32 @@ class QboTarget(HttpTarget):
                     "AccountRef": {"value": self.accounts.get(p["account"], p["account"])},
                 }
                 if p["account_role"] in AR_ROLES and p.get("customer_ref"):
-                    detail["Entity"] = {"Type": "Customer",
-                                        "EntityRef": {"value": self.customers.get(p["customer_ref"],
-                                                                                  p["customer_ref"])}}
-                lines.append({
-                    "Description": f"{p['account_role']} {p['account']}",
-                    "Amount": amount(value, currency),
-                    "DetailType": "JournalEntryLineDetail",
-                    "JournalEntryLineDetail": detail,
-                })
+                    detail["Entity"] = {
+                        "Type": "Customer",
+                        "EntityRef": {"value": self.customers.get(p["customer_ref"], p["customer_ref"])},
+                    }
+                lines.append(
+                    {
+                        "Description": f"{p['account_role']} {p['account']}",
+                        "Amount": amount(value, currency),
+                        "DetailType": "JournalEntryLineDetail",
+                        "JournalEntryLineDetail": detail,
+                    }
+                )
         return lines
 
     def payload_total(self, payload: dict[str, Any]) -> tuple[str, int]:
         body = payload["body"]
         currency = body["CurrencyRef"]["value"]
         if payload["type"] == "JournalEntry":
-            total = sum((Decimal(str(x["Amount"])) for x in body["Line"]
-                         if x["JournalEntryLineDetail"]["PostingType"] == "Debit"), Decimal(0))
+            total = sum(
+                (
+                    Decimal(str(x["Amount"]))
+                    for x in body["Line"]
+                    if x["JournalEntryLineDetail"]["PostingType"] == "Debit"
+                ),
+                Decimal(0),
+            )
         else:
             total = sum((Decimal(str(x["Amount"])) for x in body["Line"]), Decimal(0))
             total += Decimal(str((body.get("TxnTaxDetail") or {}).get("TotalTax", 0)))
@@ -148,12 +177,18 @@ class QboTarget(HttpTarget):
         realm = items[0].payload["realm"]
         if len(items) == 1 and request_id == items[0].idempotency_key:
             return [self._send_one(items[0], realm)]
-        request = {"BatchItemRequest": [
-            {"bId": i.idempotency_key, "operation": "create", i.payload["type"]: i.payload["body"]} for i in items
-        ]}
-        status, data = self.request_json("POST", f"/v3/company/{realm}/batch",
-                                         params={"requestid": request_id, "minorversion": self.minor_version},
-                                         body=request)
+        request = {
+            "BatchItemRequest": [
+                {"bId": i.idempotency_key, "operation": "create", i.payload["type"]: i.payload["body"]}
+                for i in items
+            ]
+        }
+        status, data = self.request_json(
+            "POST",
+            f"/v3/company/{realm}/batch",
+            params={"requestid": request_id, "minorversion": self.minor_version},
+            body=request,
+        )
         if status != 200:
             exc = whole_request_failure(items, status, data, request)
             return [self._refused(i, exc, status) for i in items]
@@ -163,27 +198,50 @@ class QboTarget(HttpTarget):
             answer = answers.get(item.idempotency_key)
             entity_type = item.payload["type"]
             if answer is None:
-                results.append(SendResult(item.outbox_id, Outcome.TRANSIENT, status_code=status,
-                                          error="batch answer has no item for this document",
-                                          response=data, request=item.payload))
+                results.append(
+                    SendResult(
+                        item.outbox_id,
+                        Outcome.TRANSIENT,
+                        status_code=status,
+                        error="batch answer has no item for this document",
+                        response=data,
+                        request=item.payload,
+                    )
+                )
             elif "Fault" in answer:
-                results.append(SendResult(item.outbox_id, Outcome.PERMANENT, status_code=400,
-                                          error=_fault_text(answer["Fault"]), response=answer,
-                                          request=item.payload))
+                results.append(
+                    SendResult(
+                        item.outbox_id,
+                        Outcome.PERMANENT,
+                        status_code=400,
+                        error=_fault_text(answer["Fault"]),
+                        response=answer,
+                        request=item.payload,
+                    )
+                )
             else:
-                results.append(SendResult(item.outbox_id, Outcome.POSTED, remote_id=str(answer[entity_type]["Id"]),
-                                          status_code=status))
+                results.append(
+                    SendResult(
+                        item.outbox_id,
+                        Outcome.POSTED,
+                        remote_id=str(answer[entity_type]["Id"]),
+                        status_code=status,
+                    )
+                )
         return results
 
     def _send_one(self, item: OutboxItem, realm: str) -> SendResult:
         entity_type = item.payload["type"]
-        status, data = self.request_json("POST", f"/v3/company/{realm}/{entity_type.lower()}",
-                                         params={"requestid": item.idempotency_key,
-                                                 "minorversion": self.minor_version},
-                                         body=item.payload["body"])
+        status, data = self.request_json(
+            "POST",
+            f"/v3/company/{realm}/{entity_type.lower()}",
+            params={"requestid": item.idempotency_key, "minorversion": self.minor_version},
+            body=item.payload["body"],
+        )
         if status == 200 and isinstance(data, dict) and entity_type in data:
-            return SendResult(item.outbox_id, Outcome.POSTED, remote_id=str(data[entity_type]["Id"]),
-                              status_code=status)
+            return SendResult(
+                item.outbox_id, Outcome.POSTED, remote_id=str(data[entity_type]["Id"]), status_code=status
+            )
         return self._refused(item, whole_request_failure([item], status, data, item.payload["body"]), status)
 
     @staticmethod
@@ -194,9 +252,15 @@ class QboTarget(HttpTarget):
             if isinstance(body, dict) and "Fault" in body:
                 error = f"HTTP {status}: {_fault_text(body['Fault'])}"
         # 409: the request id was used before with another body, so the target may hold the document.
-        return SendResult(item.outbox_id, Outcome.PERMANENT, status_code=status, error=error,
-                          response=exc.response, request=item.payload,
-                          extra={"maybe_stored": status == 409})
+        return SendResult(
+            item.outbox_id,
+            Outcome.PERMANENT,
+            status_code=status,
+            error=error,
+            response=exc.response,
+            request=item.payload,
+            extra={"maybe_stored": status == 409},
+        )
 
     # -- reading back --------------------------------------------------------------------------------------
     def remote_documents(self, entities: Sequence[str]) -> pl.DataFrame:
@@ -207,16 +271,29 @@ class QboTarget(HttpTarget):
                 start = 1
                 while True:
                     _, data = self.request_json(
-                        "GET", f"/v3/company/{realm}/query",
-                        params={"query": f"select * from {entity_type} startposition {start} maxresults 1000",
-                                "minorversion": self.minor_version})
+                        "GET",
+                        f"/v3/company/{realm}/query",
+                        params={
+                            "query": f"select * from {entity_type} startposition {start} maxresults 1000",
+                            "minorversion": self.minor_version,
+                        },
+                    )
                     page = (data or {}).get("QueryResponse", {}).get(entity_type, [])
                     for doc in page:
                         m = _NOTE.search(str(doc.get("PrivateNote", "")))
                         currency = (doc.get("CurrencyRef") or {}).get("value", "")
-                        rows.append((self.name, m.group(1) if m else None, str(doc.get("Id")), entity_type, entity,
-                                     date.fromisoformat(doc["TxnDate"]), currency,
-                                     Money(Decimal(str(doc.get("TotalAmt", 0))), currency).to_minor()))
+                        rows.append(
+                            (
+                                self.name,
+                                m.group(1) if m else None,
+                                str(doc.get("Id")),
+                                entity_type,
+                                entity,
+                                date.fromisoformat(doc["TxnDate"]),
+                                currency,
+                                Money(Decimal(str(doc.get("TotalAmt", 0))), currency).to_minor(),
+                            )
+                        )
                     if len(page) < 1000:
                         break
                     start += len(page)

@@ -72,10 +72,19 @@ def _split_tax(amounts: list[int], tax: int) -> list[int]:
 class XeroTarget(HttpTarget):
     name = "xero"
 
-    def __init__(self, base_url: str, token: str, *, companies: dict[str, str] | None = None,
-                 accounts: dict[str, str] | None = None, customers: dict[str, str] | None = None,
-                 items: dict[str, str] | None = None, limits: TargetLimits = XERO_LIMITS,
-                 timeout_s: float = 10.0, gzip_min_bytes: int = 2048) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        token: str,
+        *,
+        companies: dict[str, str] | None = None,
+        accounts: dict[str, str] | None = None,
+        customers: dict[str, str] | None = None,
+        items: dict[str, str] | None = None,
+        limits: TargetLimits = XERO_LIMITS,
+        timeout_s: float = 10.0,
+        gzip_min_bytes: int = 2048,
+    ) -> None:
         super().__init__(base_url, token, timeout_s, gzip_min_bytes)
         self.companies = companies or {}
         self.accounts = accounts or {}
@@ -99,8 +108,11 @@ class XeroTarget(HttpTarget):
             collection = "Invoices" if is_invoice else "CreditNotes"
             body: dict[str, Any] = {
                 "Type": "ACCREC" if is_invoice else "ACCRECCREDIT",
-                "Contact": ({"ContactID": self.customers[c["customer_ref"]]} if c["customer_ref"] in self.customers
-                            else {"Name": c["client_name"], "ContactNumber": c["customer_ref"]}),
+                "Contact": (
+                    {"ContactID": self.customers[c["customer_ref"]]}
+                    if c["customer_ref"] in self.customers
+                    else {"Name": c["client_name"], "ContactNumber": c["customer_ref"]}
+                ),
                 ("InvoiceNumber" if is_invoice else "CreditNoteNumber"): number,
                 "Reference": ref,
                 "Date": ms_date(doc.posting_date),
@@ -153,11 +165,13 @@ class XeroTarget(HttpTarget):
                 net = -net
             if net == 0:
                 continue
-            lines.append({
-                "LineAmount": net.quantize(quantum),
-                "AccountCode": self.accounts.get(p["account"], p["account"]),
-                "Description": f"{p['account_role']} {p['account']}",
-            })
+            lines.append(
+                {
+                    "LineAmount": net.quantize(quantum),
+                    "AccountCode": self.accounts.get(p["account"], p["account"]),
+                    "Description": f"{p['account_role']} {p['account']}",
+                }
+            )
         return lines
 
     def payload_total(self, payload: dict[str, Any]) -> tuple[str, int]:
@@ -165,12 +179,20 @@ class XeroTarget(HttpTarget):
         if payload["collection"] == "ManualJournals":
             # Manual journals are in the organisation's base currency, which the payload does not name:
             # compared as thousandths of the base currency, as `remote_documents` reads them back.
-            total = sum((Decimal(str(x["LineAmount"])) for x in body["JournalLines"]
-                         if Decimal(str(x["LineAmount"])) > 0), Decimal(0))
+            total = sum(
+                (
+                    Decimal(str(x["LineAmount"]))
+                    for x in body["JournalLines"]
+                    if Decimal(str(x["LineAmount"])) > 0
+                ),
+                Decimal(0),
+            )
             return "", int(total.scaleb(3).to_integral_value())
         currency = body["CurrencyCode"]
-        total = sum((Decimal(str(x["LineAmount"])) + Decimal(str(x.get("TaxAmount", 0))) for x in body["LineItems"]),
-                    Decimal(0))
+        total = sum(
+            (Decimal(str(x["LineAmount"])) + Decimal(str(x.get("TaxAmount", 0))) for x in body["LineItems"]),
+            Decimal(0),
+        )
         return currency, Money(total, currency).to_minor()
 
     # -- sending -------------------------------------------------------------------------------------------
@@ -182,28 +204,59 @@ class XeroTarget(HttpTarget):
         tenant = items[0].payload["tenant"]
         request = {collection: [i.payload["body"] for i in items]}
         status, data = self.request_json(
-            "POST", f"/api.xro/2.0/{collection}", params={"summarizeErrors": "false"},
-            headers={"Xero-tenant-id": tenant, "Idempotency-Key": request_id}, body=request)
+            "POST",
+            f"/api.xro/2.0/{collection}",
+            params={"summarizeErrors": "false"},
+            headers={"Xero-tenant-id": tenant, "Idempotency-Key": request_id},
+            body=request,
+        )
         if status != 200:
             exc = whole_request_failure(items, status, data, request)
-            return [SendResult(i.outbox_id, Outcome.PERMANENT, status_code=status, error=str(exc),
-                               response=exc.response, request=i.payload, extra={"maybe_stored": status == 409})
-                    for i in items]
+            return [
+                SendResult(
+                    i.outbox_id,
+                    Outcome.PERMANENT,
+                    status_code=status,
+                    error=str(exc),
+                    response=exc.response,
+                    request=i.payload,
+                    extra={"maybe_stored": status == 409},
+                )
+                for i in items
+            ]
         elements = (data or {}).get(collection, [])
         if len(elements) != len(items):
-            return [SendResult(i.outbox_id, Outcome.TRANSIENT, status_code=status,
-                               error=f"answer holds {len(elements)} elements for {len(items)} sent", response=data)
-                    for i in items]
+            return [
+                SendResult(
+                    i.outbox_id,
+                    Outcome.TRANSIENT,
+                    status_code=status,
+                    error=f"answer holds {len(elements)} elements for {len(items)} sent",
+                    response=data,
+                )
+                for i in items
+            ]
         results = []
         id_field = COLLECTIONS[collection]
         for item, element in zip(items, elements, strict=True):
             if element.get("StatusAttributeString") == "ERROR" or element.get("ValidationErrors"):
                 msg = "; ".join(e.get("Message", "") for e in element.get("ValidationErrors", []))
-                results.append(SendResult(item.outbox_id, Outcome.PERMANENT, status_code=400,
-                                          error=f"validation: {msg}", response=element, request=item.payload))
+                results.append(
+                    SendResult(
+                        item.outbox_id,
+                        Outcome.PERMANENT,
+                        status_code=400,
+                        error=f"validation: {msg}",
+                        response=element,
+                        request=item.payload,
+                    )
+                )
             else:
-                results.append(SendResult(item.outbox_id, Outcome.POSTED, remote_id=str(element[id_field]),
-                                          status_code=status))
+                results.append(
+                    SendResult(
+                        item.outbox_id, Outcome.POSTED, remote_id=str(element[id_field]), status_code=status
+                    )
+                )
         return results
 
     # -- reading back ------------------------------------------------------------------------------------------
@@ -214,22 +267,46 @@ class XeroTarget(HttpTarget):
             for collection, id_field in COLLECTIONS.items():
                 page = 1
                 while True:
-                    _, data = self.request_json("GET", f"/api.xro/2.0/{collection}", params={"page": str(page)},
-                                                headers={"Xero-tenant-id": tenant})
+                    _, data = self.request_json(
+                        "GET",
+                        f"/api.xro/2.0/{collection}",
+                        params={"page": str(page)},
+                        headers={"Xero-tenant-id": tenant},
+                    )
                     docs = (data or {}).get(collection, [])
                     for doc in docs:
-                        text = doc.get("Narration", "") if collection == "ManualJournals" else doc.get("Reference", "")
+                        text = (
+                            doc.get("Narration", "")
+                            if collection == "ManualJournals"
+                            else doc.get("Reference", "")
+                        )
                         m = _REF.search(str(text))
                         if collection == "ManualJournals":
                             currency = ""
-                            total = sum((Decimal(str(x["LineAmount"])) for x in doc.get("JournalLines", [])
-                                         if Decimal(str(x["LineAmount"])) > 0), Decimal(0))
+                            total = sum(
+                                (
+                                    Decimal(str(x["LineAmount"]))
+                                    for x in doc.get("JournalLines", [])
+                                    if Decimal(str(x["LineAmount"])) > 0
+                                ),
+                                Decimal(0),
+                            )
                             total_minor = int(total.scaleb(3).to_integral_value())
                         else:
                             currency = doc.get("CurrencyCode", "")
                             total_minor = Money(Decimal(str(doc.get("Total", 0))), currency).to_minor()
-                        rows.append((self.name, m.group(1) if m else None, str(doc.get(id_field)), collection, entity,
-                                     parse_ms_date(str(doc.get("Date"))), currency, total_minor))
+                        rows.append(
+                            (
+                                self.name,
+                                m.group(1) if m else None,
+                                str(doc.get(id_field)),
+                                collection,
+                                entity,
+                                parse_ms_date(str(doc.get("Date"))),
+                                currency,
+                                total_minor,
+                            )
+                        )
                     if len(docs) < 100:
                         break
                     page += 1
