@@ -26,11 +26,12 @@ class DemoEnv:
     dataset: object
     demo_config: object
     exports: list[Path]
+    manifest: object = None
 
 
 def make_demo_env(root: Path, **overrides: object) -> DemoEnv:
     from pm_accounting_pipeline.config.schema import load_mapping
-    from pm_accounting_pipeline.demo.generator import DemoConfig, generate, write_harvest_csvs
+    from pm_accounting_pipeline.demo.generator import DemoConfig, generate, write_harvest_csvs_with_manifest
     from pm_accounting_pipeline.extract.landing import land_files
 
     cfg = DemoConfig(**{**SMALL, **overrides})
@@ -39,11 +40,11 @@ def make_demo_env(root: Path, **overrides: object) -> DemoEnv:
     data_dir.mkdir(parents=True, exist_ok=True)
     config = data_dir / "mapping.yaml"
     config.write_text(ds.mapping_yaml, encoding="utf-8")
-    exports = write_harvest_csvs(ds, root / "exports", cfg)
+    exports, manifest = write_harvest_csvs_with_manifest(ds, root / "exports", cfg)
     mapping = load_mapping(config)
     for entity in mapping.entity_ids:
         land_files(sorted(p for p in exports if p.parent.name == entity), entity, data_dir, mapping)
-    return DemoEnv(data_dir, config, ds, cfg, exports)
+    return DemoEnv(data_dir, config, ds, cfg, exports, manifest)
 
 
 @contextmanager
@@ -88,7 +89,14 @@ def copied_env(demo_env: DemoEnv, tmp_path: Path) -> DemoEnv:
     shutil.copytree(
         demo_env.data_dir, target, ignore=shutil.ignore_patterns("lake", "warehouse.*", "reports")
     )
-    return DemoEnv(target, target / "mapping.yaml", demo_env.dataset, demo_env.demo_config, demo_env.exports)
+    return DemoEnv(
+        target,
+        target / "mapping.yaml",
+        demo_env.dataset,
+        demo_env.demo_config,
+        demo_env.exports,
+        demo_env.manifest,
+    )
 
 
 @pytest.fixture(autouse=True)

@@ -995,6 +995,14 @@ def write_harvest_csvs(ds: DemoDataset, landing_dir: Path, config: DemoConfig) -
     return _write_csvs(ds, Path(landing_dir), config)[0]
 
 
+def write_harvest_csvs_with_manifest(
+    ds: DemoDataset, landing_dir: Path, config: DemoConfig
+) -> tuple[list[Path], pl.DataFrame]:
+    """As `write_harvest_csvs`, plus the manifest of injected malformed rows (file, source_row, kind,
+    detail). In-place kinds replace the entry rendered at that row; `duplicate_row` rows are extra."""
+    return _write_csvs(ds, Path(landing_dir), config)
+
+
 def write_demo(data_dir: Path, config: DemoConfig = DemoConfig()) -> DemoFiles:
     """Write data_dir/landing/<entity>/*.csv and data_dir/mapping.yaml for `config`."""
     data_dir = Path(data_dir)
