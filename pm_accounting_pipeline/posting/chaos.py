@@ -54,6 +54,10 @@ TARGETS = ("qbo", "xero", "general_ledger")
 CHAOS_LIMITS = TargetLimits(requests=100_000, period_s=1.0, batch_size=30)
 # Tiny statements: one DuckDB thread avoids waking a pool for each of them.
 _DB_CONFIG = {"threads": "1"}
+# Client timeouts: short while faults rage (a stalled request is one of them), generous in calm
+# weather so a busy machine cannot fail a seed by being slow.
+STORM_TIMEOUT_S = 0.08
+CALM_TIMEOUT_S = 5.0
 SCOPE_START = datetime(2026, 1, 1).date()
 SCOPE_END = datetime(2026, 1, 31).date()
 
@@ -126,11 +130,13 @@ def _faults(rng: random.Random, seed: int) -> AccountingFaults:
     )
 
 
-def _adapter(target: str, store: PostingStore, servers: dict[str, SandboxHandle]) -> TargetAdapter:
+def _adapter(
+    target: str, store: PostingStore, servers: dict[str, SandboxHandle], timeout_s: float = STORM_TIMEOUT_S
+) -> TargetAdapter:
     if target == "general_ledger":
         return GeneralLedgerTarget(store)
     cls = QboTarget if target == "qbo" else XeroTarget
-    return cls(servers[target].url, TOKEN, limits=CHAOS_LIMITS, timeout_s=0.08, gzip_min_bytes=1024)
+    return cls(servers[target].url, TOKEN, limits=CHAOS_LIMITS, timeout_s=timeout_s, gzip_min_bytes=1024)
 
 
 def _deliver(
@@ -139,8 +145,9 @@ def _deliver(
     servers: dict[str, SandboxHandle],
     settings: DeliverySettings,
     clock: VirtualClock,
+    timeout_s: float = STORM_TIMEOUT_S,
 ) -> None:
-    adapter = _adapter(target, store, servers)
+    adapter = _adapter(target, store, servers, timeout_s)
     try:
         Deliverer(
             store, adapter, settings, clock=clock, throttle=Throttle(adapter.limits, enabled=False)
@@ -252,7 +259,7 @@ def run_seed(seed: int, servers: dict[str, SandboxHandle], workdir: Path) -> See
             open_entries = [e["dlq_id"] for e in dlq.list_entries(store)]
             if open_entries:
                 result.replayed += len(dlq.replay(store, open_entries, "chaos"))
-            _deliver(store, target, servers, settings, clock)
+            _deliver(store, target, servers, settings, clock, CALM_TIMEOUT_S)
             clock.advance()
             if outbox.backlog(store) == 0 and not dlq.list_entries(store):
                 break
@@ -287,7 +294,7 @@ def verify(
     )
     if bad_sync:
         problems.append(f"{bad_sync} posted rows without a matching sync record")
-    adapter = _adapter(target, store, servers)
+    adapter = _adapter(target, store, servers, CALM_TIMEOUT_S)
     try:
         report = reconcile_targets(store, [adapter], ["acme", "beta"])
     finally:

@@ -85,9 +85,10 @@ class Throttle:
         self.enabled = enabled
         self._paused_until = 0.0
         self._lock = threading.Lock()
-        self._limiter = Limiter(
-            InMemoryBucket([Rate(limits.requests, int(limits.period_s * Duration.SECOND.value))]), buffer_ms=5
-        )
+        rates = [Rate(limits.requests, int(limits.period_s * Duration.SECOND.value))]
+        if limits.daily_requests:
+            rates.append(Rate(limits.daily_requests, Duration.DAY.value))
+        self._limiter = Limiter(InMemoryBucket(rates), buffer_ms=5)
         self._batch_limiter = None
         if limits.batch_requests and limits.batch_period_s:
             self._batch_limiter = Limiter(
@@ -296,7 +297,11 @@ class Deliverer:
         is_batch = len(chunk) > 1 or request_id != chunk[0].idempotency_key
         # The request id is pinned on every row before sending: until the target answers, these rows
         # are only ever sent again together, under this id.
-        outbox.claim(self.store, chunk, request_id, self.clock())
+        try:
+            outbox.claim(self.store, chunk, request_id, self.clock())
+        except outbox.ClaimConflict as exc:
+            report.errors.append(str(exc))
+            return True
         sent = [False]  # becomes True once a try ended without a definite answer
         try:
             results = self._send_with_retries(chunk, request_id, is_batch, report, sent)

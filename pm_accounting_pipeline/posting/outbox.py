@@ -30,6 +30,10 @@ from pm_accounting_pipeline.posting.model import (
 from pm_accounting_pipeline.posting.store import PostingStore
 
 
+class ClaimConflict(RuntimeError):
+    """Rows changed under us between reading and claiming them (another posting run)."""
+
+
 @dataclass(frozen=True)
 class DocumentView:
     """One registry row as renderers see it (content parsed, Decimals exact)."""
@@ -503,11 +507,16 @@ def claim(store: PostingStore, items: Sequence[OutboxItem], request_id: str, now
     batch = request_id
     ids = [i.outbox_id for i in items]
     with store.transaction():
-        store.execute(
+        # Compare-and-set: only rows still waiting, or already pinned to this very request, are
+        # taken; if another run got there first the whole claim is rolled back.
+        taken = store.execute(
             "UPDATE {s}.outbox SET status = 'in_flight', attempts = attempts + 1, batch_key = ?, "
-            "updated_at = ? WHERE outbox_id = ANY(?)",
-            [batch, now, ids],
+            "updated_at = ? WHERE outbox_id = ANY(?) AND (batch_key IS NULL OR batch_key = ?) "
+            "AND status IN ('pending', 'failed_transient', 'in_flight')",
+            [batch, now, ids, batch],
         )
+        if taken != len(ids):
+            raise ClaimConflict(f"{len(ids) - taken} of {len(ids)} rows were taken by another run")
         store.execute(
             "INSERT INTO {s}.attempts (outbox_id, attempt_no, attempted_at, request_key) "
             "SELECT outbox_id, attempts, ?, ? FROM {s}.outbox WHERE outbox_id = ANY(?)",

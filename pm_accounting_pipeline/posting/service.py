@@ -53,6 +53,7 @@ def _limits(t: PostingTarget, default: TargetLimits) -> TargetLimits:
         batch_size=min(t.batch_size or default.batch_size, default.batch_size),
         batch_requests=default.batch_requests,
         batch_period_s=default.batch_period_s,
+        daily_requests=default.daily_requests,
     )
 
 
@@ -132,9 +133,18 @@ def post_documents(
     document_ids: Sequence[str],
     *,
     settings: DeliverySettings | None = None,
+    manual: bool = True,
+    data_dir: Path | None = None,
+    mapping: MappingDocument | None = None,
 ) -> list[DeliveryReport]:
-    """Post the given ledger documents (invoice or entry ids) now, even while the kill switch is on."""
+    """Post the given ledger documents (invoice or entry ids, every revision and reversal of them).
+
+    `manual=True` (the default) posts them now, whatever the kill switch and their back-off say;
+    `manual=False` posts them only as an automated run would.
+    """
     ids = outbox.find_outbox_ids(store, document_ids)
     if not ids:
         raise ValueError(f"no outbox rows for documents {list(document_ids)}")
-    return post_pending(store, targets, settings=settings, manual=True, outbox_ids=ids)
+    return post_pending(
+        store, targets, settings=settings, manual=manual, outbox_ids=ids, data_dir=data_dir, mapping=mapping
+    )

@@ -118,3 +118,14 @@ def test_due_orders_reversals_before_the_new_revision(store: PostingStore) -> No
     outbox.enqueue_documents(store, build_documents(sample_ledger(1, 2, 0, bump={1: 7})), [Echo()])
     due = outbox.due(store, "echo", datetime(2100, 1, 1))
     assert [d.document_kind for d in due] == ["reversal", "invoice"]
+
+
+def test_a_second_run_cannot_claim_rows_another_run_holds(store: PostingStore) -> None:
+    outbox.enqueue_documents(store, build_documents(sample_ledger(5, 3, 0)), [Echo()])
+    items = outbox.due(store, "echo", datetime(2100, 1, 1))
+    outbox.claim(store, items, "request-a", datetime(2026, 1, 1))
+    with pytest.raises(outbox.ClaimConflict, match="3 of 3 rows were taken"):
+        outbox.claim(store, items, "request-b", datetime(2026, 1, 1))
+    # the same request may claim its rows again (recovery after a crash)
+    outbox.claim(store, items, "request-a", datetime(2026, 1, 2))
+    assert store.query("SELECT DISTINCT batch_key, attempts FROM {s}.outbox") == [("request-a", 2)]

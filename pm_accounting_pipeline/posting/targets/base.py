@@ -20,6 +20,7 @@ from typing import Any
 
 import httpx
 import polars as pl
+import stamina
 
 from pm_accounting_pipeline.core.money import Money
 from pm_accounting_pipeline.posting import jsonutil
@@ -59,6 +60,7 @@ class TargetLimits:
     batch_size: int = 1
     batch_requests: int | None = None
     batch_period_s: float | None = None
+    daily_requests: int | None = None
 
 
 class TargetAdapter(ABC):
@@ -196,6 +198,17 @@ class HttpTarget(TargetAdapter):
         if status in (401, 403):
             raise TargetUnavailableError(f"{self.name}: HTTP {status}: {data}")
         return status, data
+
+    def read_json(
+        self, path: str, *, params: dict[str, str] | None = None, headers: dict[str, str] | None = None
+    ) -> Any:
+        """A GET for reading back (reconciliation): safe to repeat, so transient failures are retried."""
+        for attempt in stamina.retry_context(
+            on=TransientSendError, attempts=4, timeout=None, wait_initial=0.2, wait_max=2.0
+        ):
+            with attempt:
+                return self.request_json("GET", path, params=params, headers=headers)[1]
+        raise AssertionError("stamina.retry_context yields until success or re-raises")
 
 
 def _retry_after(value: str | None) -> float | None:

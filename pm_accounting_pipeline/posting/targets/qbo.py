@@ -270,8 +270,7 @@ class QboTarget(HttpTarget):
             for entity_type in ("Invoice", "CreditMemo", "JournalEntry"):
                 start = 1
                 while True:
-                    _, data = self.request_json(
-                        "GET",
+                    data = self.read_json(
                         f"/v3/company/{realm}/query",
                         params={
                             "query": f"select * from {entity_type} startposition {start} maxresults 1000",

@@ -29,7 +29,7 @@ from pm_accounting_pipeline.posting.targets.base import (
     whole_request_failure,
 )
 
-XERO_LIMITS = TargetLimits(requests=60, period_s=60.0, batch_size=50)
+XERO_LIMITS = TargetLimits(requests=60, period_s=60.0, batch_size=50, daily_requests=5000)
 COLLECTIONS = {"Invoices": "InvoiceID", "CreditNotes": "CreditNoteID", "ManualJournals": "ManualJournalID"}
 _REF = re.compile(r"pm:([0-9a-f-]{36})")
 _MS = re.compile(r"^/Date\((-?\d+)")
@@ -267,8 +267,7 @@ class XeroTarget(HttpTarget):
             for collection, id_field in COLLECTIONS.items():
                 page = 1
                 while True:
-                    _, data = self.request_json(
-                        "GET",
+                    data = self.read_json(
                         f"/api.xro/2.0/{collection}",
                         params={"page": str(page)},
                         headers={"Xero-tenant-id": tenant},
