@@ -15,9 +15,10 @@ from pm_accounting_pipeline.config.schema import load_mapping
 from pm_accounting_pipeline.defs.analytics.assets import ANALYTICS_ASSETS
 from pm_accounting_pipeline.defs.automation import build_landing_sensor, build_schedules
 from pm_accounting_pipeline.defs.jobs import analytics_job, daily_job, harvest_api_job, invoice_job
-from pm_accounting_pipeline.defs.ledger.assets import build_ledger_assets
+from pm_accounting_pipeline.defs.ledger.assets import ACCRUALS, INVOICES, build_ledger_assets
 from pm_accounting_pipeline.defs.ledger.checks import build_ledger_checks
 from pm_accounting_pipeline.defs.partitions import build_partitions
+from pm_accounting_pipeline.defs.posting import build_posting_defs
 from pm_accounting_pipeline.defs.raw.assets import build_raw_assets
 from pm_accounting_pipeline.defs.resources import PipelineResource
 from pm_accounting_pipeline.defs.sources import (
@@ -43,7 +44,7 @@ def build_definitions(data_dir: Path | None = None, config_path: Path | None = N
         *build_ledger_assets(parts),
         *ANALYTICS_ASSETS,
     ]
-    return dg.Definitions(
+    core = dg.Definitions(
         assets=assets,
         asset_checks=build_ledger_checks(),
         jobs=[daily_job, harvest_api_job, invoice_job, analytics_job],
@@ -63,6 +64,8 @@ def build_definitions(data_dir: Path | None = None, config_path: Path | None = N
             ),
         },
     )
+    posting = build_posting_defs([ACCRUALS, INVOICES], data_dir=data_dir, config_path=config_path)
+    return dg.Definitions.merge(core, posting)
 
 
 defs = build_definitions()

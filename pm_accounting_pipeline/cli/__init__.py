@@ -259,5 +259,14 @@ def sandbox_harvest(
     )
 
 
+def _register_subcommands() -> None:
+    from pm_accounting_pipeline.cli import posting
+
+    posting.register(app, sandbox_app)
+
+
+_register_subcommands()
+
+
 def entrypoint() -> None:  # pragma: no cover - console script shim
     sys.exit(app())
