@@ -8,7 +8,6 @@ two outputs: `raw.height == work_items.height + quarantine.height`.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import partial
@@ -17,6 +16,7 @@ import polars as pl
 
 from pm_accounting_pipeline.config.schema import MappingDocument
 from pm_accounting_pipeline.contracts.layers import QUARANTINE_REASONS, polars_schema
+from pm_accounting_pipeline.core.frames import KEY, key_hashes, lookup_distinct
 from pm_accounting_pipeline.core.ids import stable_id_expr
 from pm_accounting_pipeline.core.money import known_currencies
 from pm_accounting_pipeline.core.rounding import (
@@ -268,38 +268,105 @@ def _blank_to_null(e: pl.Expr) -> pl.Expr:
     return pl.when(s.str.len_bytes() > 0).then(s).otherwise(None)
 
 
-def lookup_distinct(
-    df: pl.DataFrame,
-    cols: list[str],
-    derive: Callable[[pl.DataFrame], pl.DataFrame],
-    distinct: bool = True,
-) -> pl.DataFrame:
-    """Add the columns `derive` computes from `cols`, evaluated once per distinct combination.
-
-    Source columns repeat heavily (a few hundred client names or hour values across a million
-    rows), so the regex and matching work runs on the distinct combinations; a narrow join of
-    just the key columns carries the result back in row order and is stacked onto `df`, so the
-    wide frame is never copied.
-    """
-    keys = df.select(cols)
-    table = derive(keys.unique() if distinct else keys)
-    added = [c for c in table.columns if c not in cols]
-    back = keys.join(table, on=cols, how="left", nulls_equal=True, maintain_order="left")
-    return df.hstack(back.select(added))
-
-
 def _map_person(d: pl.DataFrame) -> pl.DataFrame:
     """A person is identified by the source's id, else by a stable id of the normalised name."""
     d = d.with_columns(
         person_s=_blank_to_null(pl.col("person")), person_id_s=_blank_to_null(pl.col("person_id"))
     )
     return d.with_columns(
+        _person_name=pl.coalesce("person_s", "person_id_s"),
         _person_id=pl.coalesce(
             "person_id_s",
             pl.when(pl.col("person_s").is_not_null()).then(
                 stable_id_expr(normalise_name(pl.col("person_s")), prefix="person")
             ),
-        )
+        ),
+    )
+
+
+# The source columns that decide customer, job, task, billing status and currency of a row.
+_CONTEXT_KEY = [
+    "entity",
+    "client",
+    "client_id",
+    "project",
+    "project_code",
+    "task",
+    "billable_raw",
+    "approved_raw",
+    "currency_raw",
+]
+# (work item column, parsed prefix, Decimal precision): numbers become Decimal(precision, 4).
+_DECIMAL_OUTPUTS = (
+    ("hours", "hours", 12),
+    ("hours_rounded_source", "rounded", 12),
+    ("source_bill_rate", "bill_rate", 18),
+    ("source_cost_rate", "cost_rate", 18),
+)
+
+
+def _map_context(
+    d: pl.DataFrame,
+    clients: pl.DataFrame,
+    client_names: pl.DataFrame,
+    projects: pl.DataFrame,
+    tasks: pl.DataFrame,
+    service_revenue: dict[str, str],
+) -> pl.DataFrame:
+    """Mapping, flags, currency and billing status of each distinct _CONTEXT_KEY combination.
+
+    Billing status: "internal" when the project is not billable; "non_billable" when the source
+    says so or, if the source is silent, the task is not billable by default; "held_unapproved"
+    when billable, approval is required (client setting, else the deployment's) and the row is not
+    approved; else "billable". is_billable is the decision before approval.
+    """
+    d = _map_references(d, clients=clients, client_names=client_names, projects=projects, tasks=tasks)
+    d = d.with_columns(
+        **_flag_columns("billable", pl.col("billable_raw")),
+        **_flag_columns("approved", pl.col("approved_raw")),
+        **_currency_columns(pl.col("currency_raw")),
+    )
+    source_billable = pl.coalesce(pl.col("billable_val"), pl.col("billable_by_default"), pl.lit(True))
+    approved = pl.col("approved_val").fill_null(False)
+    status = (
+        pl.when(~pl.col("project_billable"))
+        .then(pl.lit("internal"))
+        .when(~source_billable)
+        .then(pl.lit("non_billable"))
+        .when(pl.col("require_approval") & ~approved)
+        .then(pl.lit("held_unapproved"))
+        .otherwise(pl.lit("billable"))
+    )
+    default_account = pl.col("entity").replace_strict(service_revenue, return_dtype=pl.String)
+    # Only what the reasons, details and work items need travels back to the million rows.
+    return d.select(
+        *KEY,
+        *_CONTEXT_KEY,
+        "client_s",
+        "client_id_s",
+        "project_s",
+        "project_code_s",
+        "task_s",
+        "billable_bad",
+        "approved_bad",
+        "currency_bad",
+        "row_currency",
+        "client_currency",
+        "client_entity",
+        "client_name",
+        "customer_ref",
+        "project_name",
+        "customer_job",
+        pl.col("client_idx").is_null().alias("_unknown_client"),
+        (pl.col("project_idx").is_null() | pl.col("_project_elsewhere")).alias("_unknown_project"),
+        "_project_elsewhere",
+        (pl.col("project_billable") & source_billable).alias("is_billable"),
+        approved.alias("is_approved"),
+        status.alias("billing_status"),
+        pl.coalesce("mapped_project_code", "project_code_s").alias("_wi_project_code"),
+        pl.coalesce("mapped_task_name", "task_s").alias("_wi_task_name"),
+        pl.coalesce("mapped_item", "task_s").alias("_wi_item"),
+        pl.coalesce("mapped_revenue_account", default_account).alias("_wi_revenue_account"),
     )
 
 
@@ -332,7 +399,7 @@ def _map_references(
     d = d.join(
         client_names.rename({"name_key": "client_key", "client_idx": "_cname"}), on="client_key", how="left"
     )
-    d = d.with_columns(client_idx=pl.coalesce("_cid", "_cname"))
+    d = d.with_columns(client_idx=pl.coalesce("_cid", "_cname")).join(clients, on="client_idx", how="left")
     # Project: by code, else by (client, normalised name); a code must belong to the row's client.
     by_code = projects.filter(pl.col("mapped_project_code").is_not_null()).select(
         pl.col("mapped_project_code").alias("project_code_s"), pl.col("project_idx").alias("_pcode")
@@ -447,11 +514,16 @@ def clean_and_map(raw: pl.DataFrame, mapping: MappingDocument) -> CleanResult:
     )
 
     # Everything derived from low-cardinality source columns is computed once per distinct value
-    # combination and joined back narrowly (see _lookup_distinct).
+    # combination and joined back narrowly (see core.frames.lookup_distinct).
     mapped = partial(
-        _map_references, clients=clients, client_names=client_names, projects=projects, tasks=tasks
+        _map_context,
+        clients=clients,
+        client_names=client_names,
+        projects=projects,
+        tasks=tasks,
+        service_revenue=service_revenue,
     )
-    df = lookup_distinct(df, ["client", "client_id", "project", "project_code", "task"], mapped)
+    df = lookup_distinct(df, _CONTEXT_KEY, mapped)
     df = lookup_distinct(df, ["person", "person_id"], _map_person)
     for cols, specs in (
         (
@@ -470,25 +542,30 @@ def clean_and_map(raw: pl.DataFrame, mapping: MappingDocument) -> CleanResult:
                 prefix, _blank_to_null(pl.col(col)), pl.col("_sep"), 4, duration
             ).items()
         }
-        df = lookup_distinct(df, cols, lambda d, parsed=parsed: d.with_columns(**parsed))
-    flags = {
-        **_flag_columns("billable", pl.col("billable_raw")),
-        **_flag_columns("approved", pl.col("approved_raw")),
-        **_currency_columns(pl.col("currency_raw")),
-    }
-    df = lookup_distinct(
-        df, ["billable_raw", "approved_raw", "currency_raw"], lambda d: d.with_columns(**flags)
-    )
-    df = lookup_distinct(df, ["client_idx"], lambda d: d.join(clients, on="client_idx", how="left"))
+        # The contract's Decimal columns are made here too, once per distinct value.
+        decimals = {
+            out: scaled_to_decimal_expr(pl.col(f"{prefix}_e"), 4, precision)
+            for out, prefix, precision in _DECIMAL_OUTPUTS
+            if f"{prefix}_e" in parsed
+        }
+        df = lookup_distinct(
+            df,
+            cols,
+            lambda d, parsed=parsed, decimals=decimals: d.with_columns(**parsed).with_columns(**decimals),
+        )
 
     # Duplicates by (source_system, source_id): only the repeated ids need the heavier work.
-    df = df.with_columns(_dup=pl.struct("source_system", "source_id").is_duplicated())
+    # The first 64 bits of the key hash suffice to pick candidates: _duplicate_status compares
+    # the real ids, so a hash collision only costs a look at two rows that turn out unrelated.
+    df = df.with_columns(_dup=key_hashes(df.select("source_system", "source_id"))["_k1"].is_duplicated())
     dups = _duplicate_status(
         df.select(
             "_row", "_dup", "source_file", "source_row", *_CONTENT_COLUMNS, "source_system", "source_id"
         ).filter(pl.col("_dup"))
     )
-    df = lookup_distinct(df, ["_row"], lambda d: d.join(dups, on="_row", how="left"), distinct=False)
+    df = df.hstack(
+        df.select("_row").join(dups, on="_row", how="left", maintain_order="left").select(dups.columns[1:])
+    )
 
     missing_required = (
         (pl.col("client_s").is_null() & pl.col("client_id_s").is_null())
@@ -515,8 +592,8 @@ def clean_and_map(raw: pl.DataFrame, mapping: MappingDocument) -> CleanResult:
         "bad_flag": pl.col("billable_bad") | pl.col("approved_bad"),
         "unknown_currency": pl.col("currency_bad"),
         "currency_mismatch": mismatch,
-        "unknown_client": pl.col("client_idx").is_null(),
-        "unknown_project": pl.col("project_idx").is_null() | pl.col("_project_elsewhere"),
+        "unknown_client": pl.col("_unknown_client"),
+        "unknown_project": pl.col("_unknown_project"),
         "wrong_entity": pl.col("client_entity") != pl.col("entity"),
         "duplicate_conflict": pl.col("_dup_reason") == "duplicate_conflict",
         "duplicate_exact": pl.col("_dup_reason") == "duplicate_exact",
@@ -524,15 +601,13 @@ def clean_and_map(raw: pl.DataFrame, mapping: MappingDocument) -> CleanResult:
     reason: pl.Expr = pl.lit(None, dtype=pl.String)
     for code in reversed(CLEAN_REASONS):
         reason = pl.when(conditions[code].fill_null(False)).then(pl.lit(code)).otherwise(reason)
-    lf = df.lazy().with_columns(_reason=reason)
+    lf = df.with_columns(_reason=reason).lazy()
 
     # Lazy, so only the columns each output needs are filtered.
     quarantine = _quarantine_rows(
         lf.filter(pl.col("_reason").is_not_null()), max_hours=mapping.limits.max_hours_per_entry
     )
-    work_items = _work_items(
-        lf.filter(pl.col("_reason").is_null()), rule_version=rule_version, service_revenue=service_revenue
-    )
+    work_items = _work_items(lf.filter(pl.col("_reason").is_null()), rule_version=rule_version)
     return CleanResult(work_items=work_items, quarantine=quarantine)
 
 
@@ -721,21 +796,8 @@ def _quarantine_rows(bad: pl.LazyFrame, max_hours: Decimal) -> pl.DataFrame:
     return out.cast(dict(schema)).select(schema.names()).collect()
 
 
-def _work_items(good: pl.LazyFrame, rule_version: str, service_revenue: dict[str, str]) -> pl.DataFrame:
+def _work_items(good: pl.LazyFrame, rule_version: str) -> pl.DataFrame:
     schema = polars_schema("staging.work_items")
-
-    source_billable = pl.coalesce(pl.col("billable_val"), pl.col("billable_by_default"), pl.lit(True))
-    is_billable = pl.col("project_billable") & source_billable
-    approved = pl.col("approved_val").fill_null(False)
-    status = (
-        pl.when(~pl.col("project_billable"))
-        .then(pl.lit("internal"))
-        .when(~source_billable)
-        .then(pl.lit("non_billable"))
-        .when(pl.col("require_approval") & ~approved)
-        .then(pl.lit("held_unapproved"))
-        .otherwise(pl.lit("billable"))
-    )
     out = good.select(
         stable_id_expr("source_system", "source_id", pl.lit(rule_version)).alias("work_item_id"),
         "entity",
@@ -748,24 +810,22 @@ def _work_items(good: pl.LazyFrame, rule_version: str, service_revenue: dict[str
         "client_name",
         "customer_ref",
         "project_name",
-        pl.coalesce("mapped_project_code", "project_code_s").alias("project_code"),
+        pl.col("_wi_project_code").alias("project_code"),
         "customer_job",
-        pl.coalesce("mapped_task_name", "task_s").alias("task_name"),
-        pl.coalesce("mapped_item", "task_s").alias("item"),
-        pl.coalesce(
-            "mapped_revenue_account", pl.col("entity").replace_strict(service_revenue, return_dtype=pl.String)
-        ).alias("revenue_account"),
+        pl.col("_wi_task_name").alias("task_name"),
+        pl.col("_wi_item").alias("item"),
+        pl.col("_wi_revenue_account").alias("revenue_account"),
         pl.col("_person_id").alias("person_id"),
-        pl.coalesce("person_s", "person_id_s").alias("person_name"),
+        pl.col("_person_name").alias("person_name"),
         "notes",
-        scaled_to_decimal_expr(pl.col("hours_e"), 4, 12).alias("hours"),
-        scaled_to_decimal_expr(pl.col("rounded_e"), 4, 12).alias("hours_rounded_source"),
-        is_billable.alias("is_billable"),
-        approved.alias("is_approved"),
-        status.alias("billing_status"),
+        "hours",
+        "hours_rounded_source",
+        "is_billable",
+        "is_approved",
+        "billing_status",
         pl.col("client_currency").alias("currency"),
-        scaled_to_decimal_expr(pl.col("bill_rate_e"), 4, 18).alias("source_bill_rate"),
-        scaled_to_decimal_expr(pl.col("cost_rate_e"), 4, 18).alias("source_cost_rate"),
+        "source_bill_rate",
+        "source_cost_rate",
         pl.lit(None, dtype=pl.String).alias("approved_by"),
         pl.lit(rule_version).alias("rule_version"),
     )

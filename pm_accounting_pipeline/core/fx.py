@@ -20,7 +20,7 @@ import polars as pl
 
 from pm_accounting_pipeline.config.schema import MappingDocument
 from pm_accounting_pipeline.contracts.layers import polars_schema
-from pm_accounting_pipeline.core.clean import lookup_distinct
+from pm_accounting_pipeline.core.frames import lookup_distinct
 from pm_accounting_pipeline.core.money import minor_digits
 from pm_accounting_pipeline.core.rounding import MoneyRounding, decimal_to_scaled_expr, rescale_expr
 

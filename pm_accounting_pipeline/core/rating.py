@@ -39,7 +39,8 @@ import polars as pl
 
 from pm_accounting_pipeline.config.schema import MappingDocument, RateCard
 from pm_accounting_pipeline.contracts.layers import polars_schema
-from pm_accounting_pipeline.core.clean import lookup_distinct, normalise_name, normalise_text, project_frame
+from pm_accounting_pipeline.core.clean import normalise_name, normalise_text, project_frame
+from pm_accounting_pipeline.core.frames import lookup_distinct
 from pm_accounting_pipeline.core.money import minor_digits
 from pm_accounting_pipeline.core.rounding import (
     decimal_to_scaled_expr,
@@ -149,16 +150,41 @@ _RESOLVE_KEY = [
 
 
 def _resolve_all(distinct: pl.DataFrame, mapping: MappingDocument) -> pl.DataFrame:
-    """Bill and cost card winners for each distinct _RESOLVE_KEY combination."""
+    """Everything that depends only on _RESOLVE_KEY: card winners, minor digits, tax rate."""
     functional = {e.id: e.functional_currency for e in mapping.entities}
+    tax_e6 = {e.id: int(e.tax.rate.scaleb(6).to_integral_value()) for e in mapping.entities}
+    zero_tax = [c.name for c in mapping.clients if c.tax_profile in ZERO_TAX_PROFILES]
+    currencies = set(distinct["currency"].unique().to_list()) | set(functional.values())
+    digits = {c: minor_digits(c) for c in currencies}
     out = distinct.with_columns(
         functional_currency=pl.col("entity").replace_strict(functional, return_dtype=pl.String),
-        _task_key=normalise_name(pl.col("task_name")),
-        _person_key=normalise_name(pl.col("person_name")),
+        _task_key=_normalised(distinct, "task_name"),
+        _person_key=_normalised(distinct, "person_name"),
     )
     for kind in ("bill", "cost"):
         out = _resolve(out, _card_frame(mapping, kind), kind)
-    return out.drop("functional_currency", "_task_key", "_person_key")
+    tax = (
+        pl.when(pl.col("client_name").is_in(zero_tax))
+        .then(0)
+        .otherwise(pl.col("entity").replace_strict(tax_e6))
+    )
+    return out.with_columns(
+        _tx_digits=pl.col("currency").replace_strict(digits, return_dtype=pl.Int32),
+        _fn_digits=pl.col("functional_currency").replace_strict(digits, return_dtype=pl.Int32),
+        tax_rate=scaled_to_decimal_expr(tax, 6, 8),
+        **{
+            f"{kind}_{level}_origin": pl.concat_str([pl.lit("rate_card:"), pl.col(f"{kind}_{level}_id")])
+            for kind in ("bill", "cost")
+            for level in ("specific", "default")
+        },
+    ).drop("_task_key", "_person_key")
+
+
+def _normalised(frame: pl.DataFrame, col: str) -> pl.Series:
+    """normalise_name over a column, computed once per distinct value."""
+    values = frame.select(pl.col(col).unique())
+    table = values.with_columns(_key=normalise_name(pl.col(col)))
+    return frame.select(col).join(table, on=col, how="left", maintain_order="left", nulls_equal=True)["_key"]
 
 
 def _resolve(rows: pl.DataFrame, cards: pl.DataFrame, kind: str) -> pl.DataFrame:
@@ -233,13 +259,10 @@ def _choose(kind: str, source_col: str) -> tuple[pl.Expr, pl.Expr]:
     """(rate at 10^-4, rate source) for `kind`: specific card > source row > default card."""
     source_e = decimal_to_scaled_expr(pl.col(source_col), RATE_SCALE)
     rate = pl.coalesce(pl.col(f"{kind}_specific_rate_e"), source_e, pl.col(f"{kind}_default_rate_e"))
-    origin = (
-        pl.when(pl.col(f"{kind}_specific_id").is_not_null())
-        .then(pl.concat_str([pl.lit("rate_card:"), pl.col(f"{kind}_specific_id")]))
-        .when(source_e.is_not_null())
-        .then(pl.lit("source_row"))
-        .when(pl.col(f"{kind}_default_id").is_not_null())
-        .then(pl.concat_str([pl.lit("rate_card:"), pl.col(f"{kind}_default_id")]))
+    origin = pl.coalesce(
+        pl.col(f"{kind}_specific_origin"),
+        pl.when(source_e.is_not_null()).then(pl.lit("source_row")),
+        pl.col(f"{kind}_default_origin"),
     )
     return rate.cast(pl.Int64), origin
 
@@ -247,14 +270,7 @@ def _choose(kind: str, source_col: str) -> tuple[pl.Expr, pl.Expr]:
 def rate(work_items: pl.DataFrame, mapping: MappingDocument) -> RateResult:
     """Resolve rates and amounts for `staging.work_items`; see the module docstring for the rules."""
     rounding = mapping.rounding
-    functional = {e.id: e.functional_currency for e in mapping.entities}
-    tax_e6 = {e.id: int(e.tax.rate.scaleb(6).to_integral_value()) for e in mapping.entities}
-    tax_profile = {c.name: c.tax_profile for c in mapping.clients}
-
-    df = work_items.with_columns(
-        functional_currency=pl.col("entity").replace_strict(functional, return_dtype=pl.String)
-    )
-    df = lookup_distinct(df, _RESOLVE_KEY, partial(_resolve_all, mapping=mapping))
+    df = lookup_distinct(work_items, _RESOLVE_KEY, partial(_resolve_all, mapping=mapping))
 
     hours_e4 = decimal_to_scaled_expr(pl.col("hours"), 4)
     if rounding.use_source_rounded_hours:
@@ -264,9 +280,6 @@ def rate(work_items: pl.DataFrame, mapping: MappingDocument) -> RateResult:
     )
     bill_e4, bill_origin = _choose("bill", "source_bill_rate")
     cost_e4, cost_origin = _choose("cost", "source_cost_rate")
-    currencies = set(df["currency"].unique().to_list()) | set(functional.values())
-    digits = {c: minor_digits(c) for c in currencies}
-
     status = pl.col("billing_status")
     lf = df.lazy().with_columns(
         _billed_e4=billed_e4,
@@ -278,8 +291,6 @@ def rate(work_items: pl.DataFrame, mapping: MappingDocument) -> RateResult:
         .otherwise(pl.lit("not_billable")),
         _cost_e4=pl.coalesce(cost_e4, pl.lit(0, dtype=pl.Int64)),
         _cost_origin=pl.coalesce(cost_origin, pl.lit("none")),
-        _tx_digits=pl.col("currency").replace_strict(digits, return_dtype=pl.Int32),
-        _fn_digits=pl.col("functional_currency").replace_strict(digits, return_dtype=pl.Int32),
     )
     missing = (status == "billable") & pl.col("_bill_e4").is_null()
     bad = lf.filter(missing)
@@ -291,12 +302,6 @@ def rate(work_items: pl.DataFrame, mapping: MappingDocument) -> RateResult:
     cost = rescale_expr(
         billed * pl.col("_cost_e4").cast(pl.Int128), 8, pl.col("_fn_digits"), rounding.money_mode
     )
-    zero_tax = pl.col("client_name").replace_strict(tax_profile, default="standard").is_in(ZERO_TAX_PROFILES)
-    tax = (
-        pl.when(zero_tax)
-        .then(pl.lit(0))
-        .otherwise(pl.col("entity").replace_strict(tax_e6, return_dtype=pl.Int64))
-    )
 
     schema = polars_schema("staging.rated_billables")
     rated = lf.filter(~missing).with_columns(
@@ -307,7 +312,6 @@ def rate(work_items: pl.DataFrame, mapping: MappingDocument) -> RateResult:
         cost_rate_source=pl.col("_cost_origin"),
         amount_minor=pl.when(status == "billable").then(amount).otherwise(pl.lit(0, dtype=pl.Int64)),
         cost_minor=cost,
-        tax_rate=scaled_to_decimal_expr(tax, 6, 8),
     )
     rated = rated.select(schema.names()).cast(dict(schema)).collect()
     return RateResult(rated=rated, quarantine=_missing_rate_rows(bad))

@@ -89,9 +89,8 @@ def rescale_expr(
 
 def decimal_to_scaled_expr(value: pl.Expr, scale: int) -> pl.Expr:
     """A Decimal column as an exact Int128 at 10^-scale (the column's scale must be <= `scale`)."""
-    return (
-        value.cast(pl.Decimal(38, scale)) * pl.lit(10**scale, dtype=pl.Int128).cast(pl.Decimal(38, 0))
-    ).cast(pl.Int128)
+    # A Decimal(38, scale) is stored as exactly that integer, so this is a cast and no arithmetic.
+    return value.cast(pl.Decimal(38, scale)).to_physical().cast(pl.Int128)
 
 
 def minor_to_decimal_expr(minor: pl.Expr, digits: pl.Expr | int, scale: int = 3) -> pl.Expr:
@@ -150,8 +149,7 @@ def round_duration_expr(
 def scaled_to_decimal_expr(value: pl.Expr, scale: int, precision: int = 38) -> pl.Expr:
     """An integer carried at 10^-scale as an exact Decimal(precision, scale) column."""
     unit = pl.lit(Decimal(1).scaleb(-scale), dtype=pl.Decimal(38, scale))
-    whole = value.cast(pl.Int128).cast(pl.Decimal(38, 0)).cast(pl.Decimal(38, scale))
-    return (whole * unit).cast(pl.Decimal(precision, scale))
+    return (value.cast(pl.Int128).cast(pl.Decimal(38, 0)) * unit).cast(pl.Decimal(precision, scale))
 
 
 def round_hours_expr(
@@ -166,8 +164,8 @@ def round_hours_expr(
     `round_duration_expr`, and a result on an increment that is not a whole number of 10^-4 h
     (e.g. 5 minutes = 0.08333.. h) is rounded half-up back to 4 decimals. A duration within half
     of 10^-4 h (0.18 s) of an increment counts as on it, so rounding already-rounded hours (such as
-    a source's rounded hours) never moves them again. Without an increment or minimum, hours pass
-    through unchanged.
+    a source's rounded hours) never moves them again, provided the minimum lies on the increment
+    grid. Without an increment or minimum, hours pass through unchanged.
     """
     if increment_minutes <= 1 and minimum_minutes <= 0:
         return hours_e4.cast(pl.Int64)

@@ -1,0 +1,78 @@
+"""Frame helpers shared by the core: grouping and lookups keyed by hashed key columns.
+
+Grouping or joining a million rows on several string columns makes polars encode every key
+row; hashing the key columns once into 128 bits (two independently seeded 64-bit row hashes) is
+an order of magnitude cheaper. The work itself groups and joins on the first hash alone and then
+checks that the second hash agrees within every group, so a result is exact unless two keys
+collide on all 128 bits (the same budget the row ids in `core.ids` rely on). On a 64-bit
+collision the helpers fall back to grouping on both hashes. The hashes never leave the process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import polars as pl
+
+KEY = ["_k1", "_k2"]
+
+
+def key_hashes(frame: pl.DataFrame) -> pl.DataFrame:
+    """Two independent 64-bit hashes of each row of `frame` (nulls and values hash differently)."""
+    return pl.DataFrame({"_k1": frame.hash_rows(seed=0x6B31), "_k2": frame.hash_rows(seed=0x6B32)}).rechunk()
+
+
+def group_rows(
+    frame: pl.DataFrame, keys: list[str], aggs: list[pl.Expr], rows_as: str | None = None, index: str = "_idx"
+) -> pl.DataFrame:
+    """`frame.group_by(keys, maintain_order=True).agg(aggs)`, keyed by hashes of the key columns.
+
+    Groups come in order of first appearance; with `rows_as`, each group also gets the list of
+    its rows' `index` values in row order.
+    """
+    extra = [pl.col(index).alias(rows_as)] if rows_as else []
+    hashed = frame.hstack(key_hashes(frame.select(keys)))
+    firsts = [pl.col(k).first() for k in keys]
+    check = [pl.col("_k2").min().alias("_k2_min"), pl.col("_k2").max().alias("_k2_max")]
+    out = hashed.group_by("_k1", maintain_order=True).agg(*firsts, *aggs, *extra, *check)
+    if (out["_k2_min"] != out["_k2_max"]).any():  # two keys share the first 64 bits
+        out = hashed.group_by(KEY, maintain_order=True).agg(*firsts, *aggs, *extra)
+        return out.drop(KEY)
+    return out.drop("_k1", "_k2_min", "_k2_max")
+
+
+def lookup_distinct(
+    df: pl.DataFrame, cols: list[str], derive: Callable[[pl.DataFrame], pl.DataFrame]
+) -> pl.DataFrame:
+    """Add the columns `derive` computes from `cols`, evaluated once per distinct combination.
+
+    Source columns repeat heavily (a few hundred client names or hour values across a million
+    rows), so regex and matching work runs on one representative row per distinct combination;
+    a join on the key hash carries the result back in row order and is stacked onto `df`, so the
+    wide frame is never copied. `derive` gets the representatives (plus the hash columns, which
+    it must keep) and returns one row per representative.
+    """
+    keys = df.select(cols)
+    hashes = key_hashes(keys)
+    back = _lookup(keys, hashes, derive, on=["_k1"])
+    if back is None:  # two keys share the first 64 bits: match on all 128
+        back = _lookup(keys, hashes, derive, on=KEY)
+    assert back is not None
+    return df.hstack(back)
+
+
+def _lookup(
+    keys: pl.DataFrame, hashes: pl.DataFrame, derive: Callable[[pl.DataFrame], pl.DataFrame], on: list[str]
+) -> pl.DataFrame | None:
+    firsts = hashes.with_row_index("_i").unique(on, keep="first", maintain_order=True)
+    representatives = keys.select(pl.all().gather(firsts["_i"])).hstack(firsts.select(KEY))
+    # Joins and gathers over one contiguous chunk are much faster than over many small ones.
+    table = derive(representatives).rechunk()
+    added = [c for c in table.columns if c not in keys.columns and c not in KEY]
+    table = table.select(*on, *([] if "_k2" in on else [pl.col("_k2").alias("_k2_rep")]), *added)
+    back = hashes.join(table, on=on, how="left", maintain_order="left")
+    if back.height != keys.height:
+        raise ValueError(f"lookup on {keys.columns} returned several rows for one key")
+    if "_k2" not in on and (back["_k2"] != back["_k2_rep"]).any():
+        return None
+    return back.select(added)
