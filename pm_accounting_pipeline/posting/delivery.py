@@ -35,7 +35,12 @@ from pm_accounting_pipeline.posting.model import (
     utcnow,
 )
 from pm_accounting_pipeline.posting.store import PostingStore
-from pm_accounting_pipeline.posting.targets.base import TargetAdapter, TargetLimits, TargetUnavailableError
+from pm_accounting_pipeline.posting.targets.base import (
+    HttpTarget,
+    TargetAdapter,
+    TargetLimits,
+    TargetUnavailableError,
+)
 
 
 @dataclass(frozen=True)
@@ -85,17 +90,20 @@ class Throttle:
         self.enabled = enabled
         self._paused_until = 0.0
         self._lock = threading.Lock()
+        # The target starts its window when a request arrives, later than we start ours: a margin of
+        # 3% of the window (at least 50 ms) keeps the two clocks from disagreeing into a 429.
+        buffer_ms = max(50, int(limits.period_s * 1000 * 0.03))
         rates = [Rate(limits.requests, int(limits.period_s * Duration.SECOND.value))]
         if limits.daily_requests:
             rates.append(Rate(limits.daily_requests, Duration.DAY.value))
-        self._limiter = Limiter(InMemoryBucket(rates), buffer_ms=5)
+        self._limiter = Limiter(InMemoryBucket(rates), buffer_ms=buffer_ms)
         self._batch_limiter = None
         if limits.batch_requests and limits.batch_period_s:
             self._batch_limiter = Limiter(
                 InMemoryBucket(
                     [Rate(limits.batch_requests, int(limits.batch_period_s * Duration.SECOND.value))]
                 ),
-                buffer_ms=5,
+                buffer_ms=max(50, int(limits.batch_period_s * 1000 * 0.03)),
             )
 
     def back_off(self, seconds: float) -> None:
@@ -244,18 +252,21 @@ class Deliverer:
                 return
             # A manual post sends the chosen rows now, whatever their back-off says.
             now = datetime.max if manual else self.clock()
+            # Fetch whole batches' worth, and hold back a group's partial tail while more rows wait:
+            # it is filled up by the next fetch instead of going out as a half-empty request.
+            limit = max(self.batch_size, self.settings.fetch_size // self.batch_size * self.batch_size)
             due = outbox.due(
                 self.store,
                 self.adapter.name,
                 now,
-                self.settings.fetch_size,
+                limit,
                 outbox_ids,
                 exclude=sorted(tried),
             )
             if not due:
                 return
             progressed = False
-            for request_id, chunk in self._chunks(due):
+            for request_id, chunk in self._chunks(due, final=len(due) < limit):
                 if any(i.outbox_id in tried for i in chunk):
                     continue
                 tried.update(i.outbox_id for i in chunk)
@@ -265,7 +276,7 @@ class Deliverer:
             if not progressed:
                 return
 
-    def _chunks(self, items: list[OutboxItem]) -> list[tuple[str, list[OutboxItem]]]:
+    def _chunks(self, items: list[OutboxItem], final: bool = True) -> list[tuple[str, list[OutboxItem]]]:
         out: list[tuple[str, list[OutboxItem]]] = []
         sticky: dict[str, list[OutboxItem]] = {}
         fresh: dict[str, list[OutboxItem]] = {}
@@ -279,6 +290,8 @@ class Deliverer:
         for group in fresh.values():
             for start in range(0, len(group), self.batch_size):
                 chunk = sorted(group[start : start + self.batch_size], key=lambda i: i.idempotency_key)
+                if not final and len(chunk) < self.batch_size and out:
+                    break
                 if len(chunk) == 1:
                     out.append((chunk[0].idempotency_key, chunk))
                 else:
@@ -388,7 +401,10 @@ class Deliverer:
             wait_jitter=0.0,
         ):
             with attempt:
-                self.throttle.acquire(is_batch)
+                if isinstance(self.adapter, HttpTarget):
+                    self.adapter.before_request = lambda: self.throttle.acquire(is_batch)
+                else:
+                    self.throttle.acquire(is_batch)
                 report.requests += 1
                 return self.breaker.call(call)
         raise AssertionError("stamina.retry_context yields until success or re-raises")

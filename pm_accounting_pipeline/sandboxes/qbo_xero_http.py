@@ -266,7 +266,26 @@ class AccountingSandbox:
             with self._lock:
                 self._in_flight[company] -= 1
 
+    def _decode(self, req: Request) -> VendorError | None:
+        raw = req.raw_body
+        if req.headers.get("content-encoding", "").lower() == "gzip" and raw:
+            try:
+                raw = gzip.decompress(raw)
+            except OSError:
+                return VendorError(400, self.bad_request_body("request body is not valid gzip"))
+            with self._lock:
+                self.counters["gzip_requests"] += 1
+        try:
+            req.body = json.loads(raw, parse_float=Decimal) if raw else None
+        except ValueError:
+            return VendorError(400, self.bad_request_body("request body is not valid JSON"))
+        req.raw_body = raw
+        return None
+
     def _handle_admitted(self, req: Request, company: str) -> tuple[int, bytes, dict[str, str], str]:
+        bad = self._decode(req)
+        if bad is not None:
+            return self._error(bad)
         decision = self.injector.decide()
         if decision.latency_s:
             time.sleep(decision.latency_s)
@@ -365,16 +384,8 @@ def _handler_for(sandbox: AccountingSandbox) -> type[BaseHTTPRequestHandler]:
             headers = {k.lower(): v for k, v in self.headers.items()}
             length = int(headers.get("content-length") or 0)
             raw = self.rfile.read(length) if length else b""
-            if headers.get("content-encoding", "").lower() == "gzip" and raw:
-                raw = gzip.decompress(raw)
-                with sandbox._lock:
-                    sandbox.counters["gzip_requests"] += 1
-            try:
-                body = json.loads(raw, parse_float=Decimal) if raw else None
-            except ValueError:
-                self._send(400, dump_json(sandbox.bad_request_body("request body is not valid JSON")), {})
-                return
-            req = Request(method, split.path, query, headers, body, raw)
+            # The body is decoded only once the request is admitted (auth, quota), as at a vendor's edge.
+            req = Request(method, split.path, query, headers, None, raw)
             status, out, extra, action = sandbox.handle(req)
             if action == "drop":
                 self.close_connection = True

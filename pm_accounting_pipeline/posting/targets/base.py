@@ -12,7 +12,7 @@ from __future__ import annotations
 import gzip
 import ssl
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Decimal, localcontext
 from functools import cache
@@ -66,6 +66,9 @@ class TargetLimits:
 class TargetAdapter(ABC):
     name: str
     limits: TargetLimits
+    #: called right before each request leaves (the delivery's rate limiter waits here, so the time it
+    #: records is as close as possible to the moment the target starts counting)
+    before_request: Callable[[], None] | None = None
 
     @abstractmethod
     def render(self, doc: DocumentView) -> dict[str, Any]:
@@ -175,6 +178,8 @@ class HttpTarget(TargetAdapter):
             if len(content) >= self.gzip_min_bytes:
                 content = gzip.compress(content, compresslevel=5)
                 hdrs["Content-Encoding"] = "gzip"
+        if self.before_request is not None:
+            self.before_request()
         try:
             resp = self._client.request(method, path, params=params, headers=hdrs, content=content)
             text = resp.content
