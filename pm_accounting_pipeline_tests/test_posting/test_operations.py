@@ -158,3 +158,41 @@ def test_reconciliation_finds_missing_duplicate_and_unknown_documents(
     assert report.duplicates_remote.height == 2
     assert report.missing_remote["doc_uid"].to_list() == [lost["Narration"].split("pm:")[1].rstrip("]")]
     assert report.missing_local.height == 1
+
+
+def test_targets_are_built_from_the_mapping_document_with_tokens_from_the_environment(
+    duck: PostingStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mapping = _mapping(
+        targets=[
+            {"name": "general_ledger"},
+            {
+                "name": "qbo",
+                "base_url": "http://127.0.0.1:9",
+                "token_env": "QBO_TOKEN_FOR_TEST",
+                "companies": {"acme": "9130"},
+                "requests_per_minute": 100,
+                "batch_size": 10,
+            },
+        ]
+    )
+    with pytest.raises(ValueError, match="set the environment variable QBO_TOKEN_FOR_TEST"):
+        service.build_targets(duck, mapping)
+    monkeypatch.setenv("QBO_TOKEN_FOR_TEST", "secret")
+    gl, qbo_target = service.build_targets(duck, mapping)
+    assert isinstance(gl, GeneralLedgerTarget) and isinstance(qbo_target, QboTarget)
+    assert qbo_target.realm("acme") == "9130"
+    assert (qbo_target.limits.requests, qbo_target.limits.batch_size, qbo_target.limits.batch_requests) == (
+        100,
+        10,
+        40,
+    )
+    for t in (gl, qbo_target):
+        t.close()
+
+
+def test_mapping_document_refuses_a_target_listed_twice() -> None:
+    from pm_accounting_pipeline.config.schema import MappingDocumentError
+
+    with pytest.raises(MappingDocumentError, match="duplicate posting target"):
+        _mapping(targets=[{"name": "xero"}, {"name": "xero"}])

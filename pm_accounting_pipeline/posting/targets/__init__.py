@@ -1,0 +1,1 @@
+"""Accounting targets behind one adapter interface: the built-in general ledger, QuickBooks Online, Xero."""
