@@ -16,7 +16,7 @@ import polars as pl
 
 from pm_accounting_pipeline.config.schema import MappingDocument
 from pm_accounting_pipeline.contracts.layers import QUARANTINE_REASONS, polars_schema
-from pm_accounting_pipeline.core.frames import KEY, key_hashes, lookup_distinct
+from pm_accounting_pipeline.core.frames import KEY, key_hashes, lookup_distinct, lookup_positions
 from pm_accounting_pipeline.core.ids import stable_id_expr
 from pm_accounting_pipeline.core.money import known_currencies
 from pm_accounting_pipeline.core.rounding import (
@@ -274,6 +274,7 @@ def _map_person(d: pl.DataFrame) -> pl.DataFrame:
         person_s=_blank_to_null(pl.col("person")), person_id_s=_blank_to_null(pl.col("person_id"))
     )
     return d.with_columns(
+        _person_missing=pl.col("person_s").is_null() & pl.col("person_id_s").is_null(),
         _person_name=pl.coalesce("person_s", "person_id_s"),
         _person_id=pl.coalesce(
             "person_id_s",
@@ -357,6 +358,16 @@ def _map_context(
         "customer_ref",
         "project_name",
         "customer_job",
+        (
+            (pl.col("client_s").is_null() & pl.col("client_id_s").is_null())
+            | (pl.col("project_s").is_null() & pl.col("project_code_s").is_null())
+            | pl.col("task_s").is_null()
+        ).alias("_context_missing"),
+        (pl.col("billable_bad") | pl.col("approved_bad")).alias("_bad_flag"),
+        (pl.col("row_currency").is_not_null() & (pl.col("row_currency") != pl.col("client_currency")))
+        .fill_null(False)
+        .alias("_mismatch"),
+        (pl.col("client_entity") != pl.col("entity")).fill_null(False).alias("_wrong_entity"),
         pl.col("client_idx").is_null().alias("_unknown_client"),
         (pl.col("project_idx").is_null() | pl.col("_project_elsewhere")).alias("_unknown_project"),
         "_project_elsewhere",
@@ -523,8 +534,16 @@ def clean_and_map(raw: pl.DataFrame, mapping: MappingDocument) -> CleanResult:
         tasks=tasks,
         service_revenue=service_revenue,
     )
-    df = lookup_distinct(df, _CONTEXT_KEY, mapped)
-    df = lookup_distinct(df, ["person", "person_id"], _map_person)
+    # Context and person columns are gathered late, for just the rows of each output; the reasons
+    # need only a few flags now.
+    ctx_pos, context = lookup_positions(df, _CONTEXT_KEY, mapped)
+    person_pos, people = lookup_positions(df, ["person", "person_id"], _map_person)
+    df = df.with_columns(_ctx=ctx_pos, _per=person_pos).hstack(
+        [
+            *context.select(_CONTEXT_FLAGS).select(pl.all().gather(ctx_pos)).get_columns(),
+            people["_person_missing"].gather(person_pos),
+        ]
+    )
     for cols, specs in (
         (
             ["hours_raw", "rounded_hours_raw", "_sep"],
@@ -568,10 +587,8 @@ def clean_and_map(raw: pl.DataFrame, mapping: MappingDocument) -> CleanResult:
     )
 
     missing_required = (
-        (pl.col("client_s").is_null() & pl.col("client_id_s").is_null())
-        | (pl.col("project_s").is_null() & pl.col("project_code_s").is_null())
-        | pl.col("task_s").is_null()
-        | (pl.col("person_s").is_null() & pl.col("person_id_s").is_null())
+        pl.col("_context_missing")
+        | pl.col("_person_missing")
         | (pl.col("hours_e").is_null() & ~pl.col("hours_bad"))
     )
     negative = (pl.col("hours_e") < 0) | (pl.col("rounded_e") < 0)
@@ -582,19 +599,18 @@ def clean_and_map(raw: pl.DataFrame, mapping: MappingDocument) -> CleanResult:
         | (pl.col("bill_rate_e") < 0)
         | (pl.col("cost_rate_e") < 0)
     )
-    mismatch = pl.col("row_currency").is_not_null() & (pl.col("row_currency") != pl.col("client_currency"))
     conditions = {
         "missing_required": missing_required,
         "bad_hours": pl.col("hours_bad") | pl.col("rounded_bad"),
         "negative_hours": negative,
         "absurd_hours": absurd,
         "bad_rate": bad_rate,
-        "bad_flag": pl.col("billable_bad") | pl.col("approved_bad"),
+        "bad_flag": pl.col("_bad_flag"),
         "unknown_currency": pl.col("currency_bad"),
-        "currency_mismatch": mismatch,
+        "currency_mismatch": pl.col("_mismatch"),
         "unknown_client": pl.col("_unknown_client"),
         "unknown_project": pl.col("_unknown_project"),
-        "wrong_entity": pl.col("client_entity") != pl.col("entity"),
+        "wrong_entity": pl.col("_wrong_entity"),
         "duplicate_conflict": pl.col("_dup_reason") == "duplicate_conflict",
         "duplicate_exact": pl.col("_dup_reason") == "duplicate_exact",
     }
@@ -604,10 +620,10 @@ def clean_and_map(raw: pl.DataFrame, mapping: MappingDocument) -> CleanResult:
     lf = df.with_columns(_reason=reason).lazy()
 
     # Lazy, so only the columns each output needs are filtered.
-    quarantine = _quarantine_rows(
-        lf.filter(pl.col("_reason").is_not_null()), max_hours=mapping.limits.max_hours_per_entry
-    )
-    work_items = _work_items(lf.filter(pl.col("_reason").is_null()), rule_version=rule_version)
+    bad = _with_gathered(lf.filter(pl.col("_reason").is_not_null()), context, people, _DETAIL_COLUMNS)
+    quarantine = _quarantine_rows(bad, max_hours=mapping.limits.max_hours_per_entry)
+    good = _with_gathered(lf.filter(pl.col("_reason").is_null()), context, people, _OUTPUT_COLUMNS)
+    work_items = _work_items(good, rule_version=rule_version)
     return CleanResult(work_items=work_items, quarantine=quarantine)
 
 
@@ -659,7 +675,110 @@ def _q(v: str) -> pl.Expr:
     return pl.concat_str([pl.lit("'"), pl.col(v).fill_null(""), pl.lit("'")])
 
 
-def _quarantine_rows(bad: pl.LazyFrame, max_hours: Decimal) -> pl.DataFrame:
+# Columns of the context and person tables that each output gathers for its own rows.
+_CONTEXT_FLAGS = [
+    "_context_missing",
+    "_bad_flag",
+    "currency_bad",
+    "_mismatch",
+    "_unknown_client",
+    "_unknown_project",
+    "_wrong_entity",
+]
+_DETAIL_COLUMNS = (
+    [
+        "entity",
+        "work_date",
+        "source_system",
+        "source_file",
+        "source_row",
+        "source_id",
+        "source_record",
+        "_reason",
+        "_dup_detail",
+        "hours_e",
+        "hours_bad",
+        "rounded_e",
+        "bill_rate_bad",
+        "bill_rate_e",
+        "client",
+        "client_id",
+        "project",
+        "project_code",
+        "hours_raw",
+        "rounded_hours_raw",
+        "bill_rate_raw",
+        "cost_rate_raw",
+        "billable_raw",
+        "approved_raw",
+        "currency_raw",
+    ],
+    [
+        "client_s",
+        "client_id_s",
+        "project_s",
+        "project_code_s",
+        "task_s",
+        "billable_bad",
+        "row_currency",
+        "client_currency",
+        "client_name",
+        "client_entity",
+        "_project_elsewhere",
+    ],
+    ["person_s", "person_id_s"],
+)
+_OUTPUT_COLUMNS = (
+    [
+        "entity",
+        "work_date",
+        "source_system",
+        "source_id",
+        "source_file",
+        "source_row",
+        "extracted_at",
+        "notes",
+        "hours",
+        "hours_rounded_source",
+        "source_bill_rate",
+        "source_cost_rate",
+    ],
+    [
+        "client_name",
+        "customer_ref",
+        "project_name",
+        "_wi_project_code",
+        "customer_job",
+        "_wi_task_name",
+        "_wi_item",
+        "_wi_revenue_account",
+        "is_billable",
+        "is_approved",
+        "billing_status",
+        "client_currency",
+    ],
+    ["_person_id", "_person_name"],
+)
+
+
+def _with_gathered(
+    rows: pl.LazyFrame,
+    context: pl.DataFrame,
+    people: pl.DataFrame,
+    columns: tuple[list[str], list[str], list[str]],
+) -> pl.DataFrame:
+    """The selected rows' own columns, with the named context and person columns gathered for them."""
+    own, ctx_cols, person_cols = columns
+    frame = rows.select(*own, "_ctx", "_per").collect()
+    return frame.hstack(
+        [
+            *context.select(ctx_cols).select(pl.all().gather(frame["_ctx"])).get_columns(),
+            *people.select(person_cols).select(pl.all().gather(frame["_per"])).get_columns(),
+        ]
+    )
+
+
+def _quarantine_rows(bad: pl.DataFrame, max_hours: Decimal) -> pl.DataFrame:
     schema = polars_schema("staging.quarantine")
     r = pl.col("_reason")
     missing_fields = pl.concat_str(
@@ -793,10 +912,10 @@ def _quarantine_rows(bad: pl.LazyFrame, max_hours: Decimal) -> pl.DataFrame:
         detail.fill_null(pl.col("_reason")).alias("detail"),
         "source_record",
     )
-    return out.cast(dict(schema)).select(schema.names()).collect()
+    return out.cast(dict(schema)).select(schema.names())
 
 
-def _work_items(good: pl.LazyFrame, rule_version: str) -> pl.DataFrame:
+def _work_items(good: pl.DataFrame, rule_version: str) -> pl.DataFrame:
     schema = polars_schema("staging.work_items")
     out = good.select(
         stable_id_expr("source_system", "source_id", pl.lit(rule_version)).alias("work_item_id"),
@@ -829,4 +948,4 @@ def _work_items(good: pl.LazyFrame, rule_version: str) -> pl.DataFrame:
         pl.lit(None, dtype=pl.String).alias("approved_by"),
         pl.lit(rule_version).alias("rule_version"),
     )
-    return out.cast(dict(schema)).select(schema.names()).collect()
+    return out.cast(dict(schema)).select(schema.names())

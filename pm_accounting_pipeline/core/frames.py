@@ -47,32 +47,46 @@ def lookup_distinct(
     """Add the columns `derive` computes from `cols`, evaluated once per distinct combination.
 
     Source columns repeat heavily (a few hundred client names or hour values across a million
-    rows), so regex and matching work runs on one representative row per distinct combination;
-    a join on the key hash carries the result back in row order and is stacked onto `df`, so the
-    wide frame is never copied. `derive` gets the representatives (plus the hash columns, which
-    it must keep) and returns one row per representative.
+    rows), so regex and matching work runs on one representative row per distinct combination
+    and the results are gathered back in row order and stacked onto `df`, so the wide frame is
+    never copied. `derive` gets the representatives (plus the hash columns, which it must keep)
+    and returns one row per representative.
+    """
+    positions, table = lookup_positions(df, cols, derive)
+    added = [c for c in table.columns if c not in cols and c not in KEY]
+    return df.hstack(table.select(added).select(pl.all().gather(positions)))
+
+
+def lookup_positions(
+    df: pl.DataFrame, cols: list[str], derive: Callable[[pl.DataFrame], pl.DataFrame]
+) -> tuple[pl.Series, pl.DataFrame]:
+    """Like `lookup_distinct`, but return each row's position in the derived table and the table.
+
+    For columns only some rows need (e.g. the outputs of accepted rows): gather them later, for
+    just those rows, with `table[col].gather(positions.filter(mask))`.
     """
     keys = df.select(cols)
     hashes = key_hashes(keys)
-    back = _lookup(keys, hashes, derive, on=["_k1"])
-    if back is None:  # two keys share the first 64 bits: match on all 128
-        back = _lookup(keys, hashes, derive, on=KEY)
-    assert back is not None
-    return df.hstack(back)
+    found = _lookup(keys, hashes, derive, on=["_k1"])
+    if found is None:  # two keys share the first 64 bits: match on all 128
+        found = _lookup(keys, hashes, derive, on=KEY)
+    assert found is not None
+    return found
 
 
 def _lookup(
     keys: pl.DataFrame, hashes: pl.DataFrame, derive: Callable[[pl.DataFrame], pl.DataFrame], on: list[str]
-) -> pl.DataFrame | None:
+) -> tuple[pl.Series, pl.DataFrame] | None:
     firsts = hashes.with_row_index("_i").unique(on, keep="first", maintain_order=True)
     representatives = keys.select(pl.all().gather(firsts["_i"])).hstack(firsts.select(KEY))
-    # Joins and gathers over one contiguous chunk are much faster than over many small ones.
+    # Gathers over one contiguous chunk are much faster than over many small ones.
     table = derive(representatives).rechunk()
-    added = [c for c in table.columns if c not in keys.columns and c not in KEY]
-    table = table.select(*on, *([] if "_k2" in on else [pl.col("_k2").alias("_k2_rep")]), *added)
-    back = hashes.join(table, on=on, how="left", maintain_order="left")
-    if back.height != keys.height:
+    index = table.select(*on, *([] if "_k2" in on else [pl.col("_k2").alias("_k2_rep")])).with_row_index(
+        "_pos"
+    )
+    matched = hashes.join(index, on=on, how="left", maintain_order="left")
+    if matched.height != keys.height:
         raise ValueError(f"lookup on {keys.columns} returned several rows for one key")
-    if "_k2" not in on and (back["_k2"] != back["_k2_rep"]).any():
+    if "_k2" not in on and (matched["_k2"] != matched["_k2_rep"]).any():
         return None
-    return back.select(added)
+    return matched["_pos"], table

@@ -229,7 +229,7 @@ def enrich(rated: pl.DataFrame, mapping: MappingDocument, provider: RateProvider
     schema = polars_schema("staging.fx_billables")
     lf = df.lazy()
     fx = (
-        lf.filter(~pl.col("_missing"))
+        (lf.filter(~pl.col("_missing")) if df["_missing"].any() else lf)
         .with_columns(
             fx_rate_functional=pl.col("_fn_rate"),
             fx_rate_reporting=pl.col("_rp_rate"),

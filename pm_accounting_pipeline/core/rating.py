@@ -137,29 +137,39 @@ def _card_row(card: RateCard, rate_e: int, job: str | None) -> tuple[object, ...
 
 
 # Everything a card can match on; rates are resolved once per distinct combination of these.
-_RESOLVE_KEY = [
-    "client_name",
-    "customer_job",
-    "task_name",
-    "person_id",
-    "person_name",
-    "currency",
-    "entity",
-    "work_date",
-]
+def _resolve_key(mapping: MappingDocument) -> list[str]:
+    """The row columns rates depend on under this mapping: what its cards can match on.
+
+    Task, person and date only join the key when some card is scoped to a task or a person or is
+    effective-dated, so a mapping without such cards resolves per client and job, not per row.
+    """
+    cards = mapping.rate_cards
+    key = ["client_name", "customer_job", "currency", "entity"]
+    if any(c.task is not None for c in cards):
+        key.append("task_name")
+    if any(c.person is not None for c in cards):
+        key += ["person_id", "person_name"]
+    if any(c.valid_from is not None or c.valid_to is not None for c in cards):
+        key.append("work_date")
+    return key
 
 
 def _resolve_all(distinct: pl.DataFrame, mapping: MappingDocument) -> pl.DataFrame:
-    """Everything that depends only on _RESOLVE_KEY: card winners, minor digits, tax rate."""
+    """Everything that depends only on the resolve key: card winners, minor digits, tax rate."""
     functional = {e.id: e.functional_currency for e in mapping.entities}
     tax_e6 = {e.id: int(e.tax.rate.scaleb(6).to_integral_value()) for e in mapping.entities}
     zero_tax = [c.name for c in mapping.clients if c.tax_profile in ZERO_TAX_PROFILES]
     currencies = set(distinct["currency"].unique().to_list()) | set(functional.values())
     digits = {c: minor_digits(c) for c in currencies}
+    optional = {
+        "_task_key": _normalised(distinct, "task_name") if "task_name" in distinct.columns else None,
+        "_person_key": _normalised(distinct, "person_name") if "person_name" in distinct.columns else None,
+        # Without effective-dated cards every card is in force: an unknown date says so.
+        "work_date": None if "work_date" in distinct.columns else pl.lit(None, dtype=pl.Date),
+    }
     out = distinct.with_columns(
         functional_currency=pl.col("entity").replace_strict(functional, return_dtype=pl.String),
-        _task_key=_normalised(distinct, "task_name"),
-        _person_key=_normalised(distinct, "person_name"),
+        **{k: v for k, v in optional.items() if v is not None},
     )
     for kind in ("bill", "cost"):
         out = _resolve(out, _card_frame(mapping, kind), kind)
@@ -168,7 +178,7 @@ def _resolve_all(distinct: pl.DataFrame, mapping: MappingDocument) -> pl.DataFra
         .then(0)
         .otherwise(pl.col("entity").replace_strict(tax_e6))
     )
-    return out.with_columns(
+    out = out.with_columns(
         _tx_digits=pl.col("currency").replace_strict(digits, return_dtype=pl.Int32),
         _fn_digits=pl.col("functional_currency").replace_strict(digits, return_dtype=pl.Int32),
         tax_rate=scaled_to_decimal_expr(tax, 6, 8),
@@ -177,7 +187,9 @@ def _resolve_all(distinct: pl.DataFrame, mapping: MappingDocument) -> pl.DataFra
             for kind in ("bill", "cost")
             for level in ("specific", "default")
         },
-    ).drop("_task_key", "_person_key")
+    )
+    added = ("_task_key", "_person_key", "work_date")
+    return out.drop([c for c in added if c in out.columns and c not in distinct.columns])
 
 
 def _normalised(frame: pl.DataFrame, col: str) -> pl.Series:
@@ -270,7 +282,7 @@ def _choose(kind: str, source_col: str) -> tuple[pl.Expr, pl.Expr]:
 def rate(work_items: pl.DataFrame, mapping: MappingDocument) -> RateResult:
     """Resolve rates and amounts for `staging.work_items`; see the module docstring for the rules."""
     rounding = mapping.rounding
-    df = lookup_distinct(work_items, _RESOLVE_KEY, partial(_resolve_all, mapping=mapping))
+    df = lookup_distinct(work_items, _resolve_key(mapping), partial(_resolve_all, mapping=mapping))
 
     hours_e4 = decimal_to_scaled_expr(pl.col("hours"), 4)
     if rounding.use_source_rounded_hours:
@@ -281,7 +293,7 @@ def rate(work_items: pl.DataFrame, mapping: MappingDocument) -> RateResult:
     bill_e4, bill_origin = _choose("bill", "source_bill_rate")
     cost_e4, cost_origin = _choose("cost", "source_cost_rate")
     status = pl.col("billing_status")
-    lf = df.lazy().with_columns(
+    df = df.with_columns(
         _billed_e4=billed_e4,
         _bill_e4=pl.when(status.is_in(["billable", "held_unapproved"])).then(bill_e4),
         _bill_origin=pl.when(status == "billable")
@@ -292,8 +304,10 @@ def rate(work_items: pl.DataFrame, mapping: MappingDocument) -> RateResult:
         _cost_e4=pl.coalesce(cost_e4, pl.lit(0, dtype=pl.Int64)),
         _cost_origin=pl.coalesce(cost_origin, pl.lit("none")),
     )
-    missing = (status == "billable") & pl.col("_bill_e4").is_null()
-    bad = lf.filter(missing)
+    missing = df.select((status == "billable") & pl.col("_bill_e4").is_null()).to_series()
+    bad = df.filter(missing).lazy()
+    # Usually every billable row has a rate: then the wide frame need not be filtered at all.
+    lf = (df.filter(~missing) if missing.any() else df).lazy()
 
     billed = pl.col("_billed_e4").cast(pl.Int128)
     amount = rescale_expr(
@@ -304,7 +318,7 @@ def rate(work_items: pl.DataFrame, mapping: MappingDocument) -> RateResult:
     )
 
     schema = polars_schema("staging.rated_billables")
-    rated = lf.filter(~missing).with_columns(
+    rated = lf.with_columns(
         billed_hours=scaled_to_decimal_expr(pl.col("_billed_e4"), 4, 12),
         bill_rate=scaled_to_decimal_expr(pl.col("_bill_e4"), RATE_SCALE, 18),
         bill_rate_source=pl.col("_bill_origin"),
