@@ -16,6 +16,25 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from pm_accounting_pipeline.config.billing import (
+    BillablePercentagesField,
+    BillingField,
+    BillingSettings,
+    ClientMatching,
+    ClientMatchingField,
+    DiscountsField,
+    RetainersField,
+)
+from pm_accounting_pipeline.config.group import (
+    AllocationSettings,
+    AllocationsField,
+    CapexField,
+    CapexSettings,
+    ExchangeRates,
+    ExchangeRatesField,
+    GroupField,
+    GroupSettings,
+)
 from pm_accounting_pipeline.core.money import is_currency
 from pm_accounting_pipeline.core.rounding import MoneyRounding, TimeRounding
 
@@ -257,6 +276,18 @@ class MappingDocument(_Model):
     fx: Fx = Fx()
     limits: Limits = Limits()
     posting: Posting = Posting()
+    # Group sections (config/group.py); they come last so they can check references to the above.
+    exchange_rates: ExchangeRatesField = ExchangeRates()
+    group: GroupField = GroupSettings()
+    allocations: AllocationsField = AllocationSettings()
+    capex: CapexField = CapexSettings()
+    # Billing sections (config/billing.py): client matching, billing policy, partial billing,
+    # discounts and retainers.
+    client_matching: ClientMatchingField = ClientMatching()
+    billing: BillingField = BillingSettings()
+    billable_percentages: BillablePercentagesField = []
+    discounts: DiscountsField = []
+    retainers: RetainersField = []
 
     _c = field_validator("reporting_currency")(classmethod(lambda cls, v: _currency(v)))
 

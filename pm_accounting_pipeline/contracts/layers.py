@@ -42,6 +42,10 @@ QUARANTINE_REASONS = {
     "duplicate_exact": "same source id seen again with identical content",
     "missing_rate": "billable work has no bill rate from the source or a rate card",
     "missing_fx_rate": "no exchange rate is available for the currency and date",
+    "unknown_invoice": "a payment names an invoice number the entity never issued",
+    "overpayment": "a payment exceeds what is still open on its invoice",
+    "unknown_pool": "a shared-cost row belongs to no allocation pool of its entity",
+    "no_allocation_basis": "the pool's driver has no quantity for any project in the period",
 }
 
 PERSONAL_DATA = {
@@ -51,6 +55,28 @@ PERSONAL_DATA = {
     "staging.fx_billables": ["person_name", "notes"],
     "staging.quarantine": ["source_record"],
 }
+
+
+# Entry types of the group modules (payments, FX, intercompany, allocations, capex; core/group_*).
+GROUP_ENTRY_TYPES = (
+    "payment",
+    "fx_realised",
+    "fx_revaluation",
+    "fx_revaluation_reversal",
+    "ic_recharge",
+    "ic_cost_transfer",
+    "ic_elimination",
+    "allocation",
+    "allocation_reversal",
+    "capitalisation",
+    "depreciation",
+)
+
+
+# Entry types of billing (core/billing): adjustments that finalise an invoice (discounts, tax,
+# retainer drawdown, corrections carried), retainer invoices, credit memos, refunds, and
+# corrections booked without a document (the invoiced rate stays frozen).
+BILLING_ENTRY_TYPES = ("invoice_adjustment", "retainer_invoice", "credit_memo", "refund", "billing_correction")
 
 
 class _Strict:
@@ -103,7 +129,7 @@ class Quarantine(pa.DataFrameModel):
 
     entity: str
     partition_date: pl.Date
-    layer: str = pa.Field(isin=["landing", "raw", "clean", "rate", "fx", "ledger"])
+    layer: str = pa.Field(isin=["landing", "raw", "clean", "rate", "fx", "ledger", "payments", "allocation"])
     source_system: str = pa.Field(nullable=True)
     source_file: str = pa.Field(nullable=True)
     source_row: pl.Int64 = pa.Field(nullable=True)
@@ -202,7 +228,7 @@ class JournalEntry(pa.DataFrameModel):
     entry_id: str = pa.Field(unique=True)
     entity: str
     posting_date: pl.Date
-    entry_type: str = pa.Field(isin=["revenue_accrual", "cost_accrual", "invoice"])
+    entry_type: str = pa.Field(isin=["revenue_accrual", "cost_accrual", "invoice", *GROUP_ENTRY_TYPES, *BILLING_ENTRY_TYPES])
     currency: str
     description: str
     document_id: str = pa.Field(nullable=True)
@@ -341,3 +367,9 @@ def polars_schema(table: str) -> pl.Schema:
 
 def empty_frame(table: str) -> pl.DataFrame:
     return pl.DataFrame(schema=polars_schema(table))
+
+
+# The group tables register themselves in TABLES (payments, revaluations, intercompany, allocations).
+import pm_accounting_pipeline.contracts.group  # noqa: E402, F401
+# The billing tables register themselves in TABLES (documents, settlements, retainers, credits).
+import pm_accounting_pipeline.contracts.billing  # noqa: E402, F401
