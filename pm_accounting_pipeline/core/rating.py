@@ -3,7 +3,8 @@
 Hours: `hours_rounded_source` when `rounding.use_source_rounded_hours` and the source sent it,
 else `hours`; then the mapping's time rounding (increment, mode, minimum). Amounts are
 billed_hours (10^-4) x rate (10^-4), exact at 10^-8 in integers, rounded once to the currency's
-minor unit with `rounding.money_mode`.
+minor unit with `rounding.money_mode`. Partially billable work (`billable_percentages`) bills
+that share of the rounded hours (`billed_hours`, see core/billing/partial.py); cost is on all of them.
 
 Rate precedence (first that applies wins), for bill and cost rates separately:
 
@@ -39,6 +40,7 @@ import polars as pl
 
 from pm_accounting_pipeline.config.schema import MappingDocument, RateCard
 from pm_accounting_pipeline.contracts.layers import polars_schema
+from pm_accounting_pipeline.core.billing.partial import with_billable_share
 from pm_accounting_pipeline.core.clean import normalise_name, normalise_text, project_frame
 from pm_accounting_pipeline.core.frames import lookup_distinct
 from pm_accounting_pipeline.core.money import minor_digits
@@ -304,6 +306,8 @@ def rate(work_items: pl.DataFrame, mapping: MappingDocument) -> RateResult:
         _cost_e4=pl.coalesce(cost_e4, pl.lit(0, dtype=pl.Int64)),
         _cost_origin=pl.coalesce(cost_origin, pl.lit("none")),
     )
+    # Partially billable work bills a share of the hours (core/billing/partial.py); cost stays on all.
+    df = with_billable_share(df, mapping)
     missing = df.select((status == "billable") & pl.col("_bill_e4").is_null()).to_series()
     bad = df.filter(missing).lazy()
     # Usually every billable row has a rate: then the wide frame need not be filtered at all.
@@ -311,7 +315,10 @@ def rate(work_items: pl.DataFrame, mapping: MappingDocument) -> RateResult:
 
     billed = pl.col("_billed_e4").cast(pl.Int128)
     amount = rescale_expr(
-        billed * pl.col("_bill_e4").cast(pl.Int128), 8, pl.col("_tx_digits"), rounding.money_mode
+        pl.col("_bill_hours_e4").cast(pl.Int128) * pl.col("_bill_e4").cast(pl.Int128),
+        8,
+        pl.col("_tx_digits"),
+        rounding.money_mode,
     )
     cost = rescale_expr(
         billed * pl.col("_cost_e4").cast(pl.Int128), 8, pl.col("_fn_digits"), rounding.money_mode
@@ -319,7 +326,7 @@ def rate(work_items: pl.DataFrame, mapping: MappingDocument) -> RateResult:
 
     schema = polars_schema("staging.rated_billables")
     rated = lf.with_columns(
-        billed_hours=scaled_to_decimal_expr(pl.col("_billed_e4"), 4, 12),
+        billed_hours=scaled_to_decimal_expr(pl.col("_bill_hours_e4"), 4, 12),
         bill_rate=scaled_to_decimal_expr(pl.col("_bill_e4"), RATE_SCALE, 18),
         bill_rate_source=pl.col("_bill_origin"),
         cost_rate=scaled_to_decimal_expr(pl.col("_cost_e4"), RATE_SCALE, 18),
