@@ -510,6 +510,10 @@ def clean_and_map(raw: pl.DataFrame, mapping: MappingDocument) -> CleanResult:
 
     clients = client_frame(mapping)
     client_names = _client_names(mapping)
+    # Spellings a person accepted in review, or fuzzy matches above the high threshold (core/dedupe.py).
+    from pm_accounting_pipeline.core.dedupe import with_matched_names
+
+    client_names = with_matched_names(client_names, raw, mapping)
     projects = project_frame(mapping)
     tasks = task_frame(mapping)
     rule_version = mapping.rule_version

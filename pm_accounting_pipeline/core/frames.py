@@ -23,22 +23,31 @@ def key_hashes(frame: pl.DataFrame) -> pl.DataFrame:
 
 
 def group_rows(
-    frame: pl.DataFrame, keys: list[str], aggs: list[pl.Expr], rows_as: str | None = None, index: str = "_idx"
+    frame: pl.DataFrame,
+    keys: list[str],
+    aggs: list[pl.Expr],
+    rows_as: str | None = None,
+    index: str = "_idx",
+    where: pl.Expr | None = None,
 ) -> pl.DataFrame:
-    """`frame.group_by(keys, maintain_order=True).agg(aggs)`, keyed by hashes of the key columns.
+    """`frame.filter(where).group_by(keys, maintain_order=True).agg(aggs)`, on hashed keys.
 
     Groups come in order of first appearance; with `rows_as`, each group also gets the list of
-    its rows' `index` values in row order.
+    its rows' `index` values in row order. Only the hashes and the other columns are filtered
+    and grouped; the key columns are read back from one row per group.
     """
+    values = [c for c in frame.columns if c not in keys]
+    work = frame.select(values).hstack(key_hashes(frame.select(keys))).with_row_index("_pos")
+    if where is not None:
+        work = work.filter(where)
     extra = [pl.col(index).alias(rows_as)] if rows_as else []
-    hashed = frame.hstack(key_hashes(frame.select(keys)))
-    firsts = [pl.col(k).first() for k in keys]
     check = [pl.col("_k2").min().alias("_k2_min"), pl.col("_k2").max().alias("_k2_max")]
-    out = hashed.group_by("_k1", maintain_order=True).agg(*firsts, *aggs, *extra, *check)
+    first = pl.col("_pos").first().alias("_first")
+    out = work.group_by("_k1", maintain_order=True).agg(first, *aggs, *extra, *check)
     if (out["_k2_min"] != out["_k2_max"]).any():  # two keys share the first 64 bits
-        out = hashed.group_by(KEY, maintain_order=True).agg(*firsts, *aggs, *extra)
-        return out.drop(KEY)
-    return out.drop("_k1", "_k2_min", "_k2_max")
+        out = work.group_by(KEY, maintain_order=True).agg(first, *aggs, *extra)
+    key_values = frame.select(keys).select(pl.all().gather(out["_first"]))
+    return key_values.hstack(out.drop("_k1", "_k2", "_k2_min", "_k2_max", "_first", strict=False))
 
 
 def lookup_distinct(

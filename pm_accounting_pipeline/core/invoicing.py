@@ -3,7 +3,9 @@
 One invoice per (customer_ref, currency) of an entity and period, with lines per (project, task).
 Numbers follow the entity's `invoice_number_format` with period = YYYYMM of the period start and a
 gap-free seq ordered by (customer_ref, currency). Issue date = period end; due date = issue date +
-the client's payment terms.
+the client's payment terms. invoice_id is uuid5 of (entity, customer_ref, currency, period) and
+deliberately not of the rule version, so re-running a period after a mapping change keeps the
+document's identity; its journal entry id, like every entry id, includes the rule version.
 
 Amounts. Line amount = sum of the rows' amounts (`rounding.money_level: line`) or, with
 `money_level: invoice`, sum(billed_hours x bill_rate) rounded once per line. Exclusive pricing:

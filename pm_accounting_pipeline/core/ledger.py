@@ -209,8 +209,11 @@ def build_accruals(fx: pl.DataFrame, mapping: MappingDocument) -> LedgerBatch:
         "revenue_account",
     ]
     rev_amounts = ["amount_minor", "amount_functional_minor", "amount_reporting_minor"]
-    rev_rows = rows.select(*rev_key, *rev_amounts, "billing_status", "_idx").filter(
-        (pl.col("billing_status") == "billable") & (pl.col("amount_minor") > 0)
+    rev_rows = rows.select(
+        *rev_key,
+        *rev_amounts,
+        "_idx",
+        _keep=(pl.col("billing_status") == "billable") & (pl.col("amount_minor") > 0),
     )
     rev = group_rows(
         rev_rows,
@@ -220,6 +223,7 @@ def build_accruals(fx: pl.DataFrame, mapping: MappingDocument) -> LedgerBatch:
             for a, b in zip(rev_amounts, ("tx_minor", "fn_minor", "rp_minor"), strict=True)
         ],
         rows_as="rows",
+        where=pl.col("_keep"),
     ).with_columns(
         posting_date=pl.col("work_date"),
         entry_type=pl.lit("revenue_accrual"),
@@ -239,9 +243,7 @@ def build_accruals(fx: pl.DataFrame, mapping: MappingDocument) -> LedgerBatch:
     )
 
     cost_key = ["entity", "work_date", "functional_currency", "reporting_currency", *dims]
-    cost_rows = rows.select(*cost_key, "cost_minor", "cost_reporting_minor", "_idx").filter(
-        pl.col("cost_minor") > 0
-    )
+    cost_rows = rows.select(*cost_key, "cost_minor", "cost_reporting_minor", "_idx")
     cost = group_rows(
         cost_rows,
         cost_key,
@@ -250,6 +252,7 @@ def build_accruals(fx: pl.DataFrame, mapping: MappingDocument) -> LedgerBatch:
             pl.col("cost_reporting_minor").sum().alias("rp_minor"),
         ],
         rows_as="rows",
+        where=pl.col("cost_minor") > 0,
     ).with_columns(
         currency=pl.col("functional_currency"),
         fn_minor=pl.col("tx_minor"),
