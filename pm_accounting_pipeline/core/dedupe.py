@@ -260,7 +260,11 @@ def with_matched_names(
     """
     if raw.height == 0 or not mapping.clients:
         return client_names
-    decided = match_clients(raw.select("entity", "client", "client_id"), mapping).filter(
+    keys = raw.select("entity", "client", "client_id")
+    # One row per distinct spelling, found by a row hash (a million rows hold a few hundred). Two
+    # spellings sharing all 64 bits would leave one unmatched (quarantined), never mis-mapped.
+    distinct = keys.select(pl.all().gather(keys.hash_rows(seed=0xC11E).arg_unique()))
+    decided = match_clients(distinct, mapping).filter(
         pl.col("rule").is_in(["decision_merge", "fuzzy_auto"])
     )
     extra = (
