@@ -22,7 +22,7 @@ from pm_accounting_pipeline.config.schema import MappingDocument
 from pm_accounting_pipeline.contracts.layers import polars_schema
 from pm_accounting_pipeline.core.frames import lookup_distinct
 from pm_accounting_pipeline.core.money import minor_digits
-from pm_accounting_pipeline.core.rounding import MoneyRounding, decimal_to_scaled_expr, rescale_expr
+from pm_accounting_pipeline.core.rounding import MoneyRounding, decimal_to_scaled_expr, div_round_expr
 
 if TYPE_CHECKING:
     from currency_converter import CurrencyConverter
@@ -155,9 +155,14 @@ def _factor(from_digits: pl.Expr, rate: pl.Expr) -> pl.Expr:
     return lift * decimal_to_scaled_expr(rate, FX_SCALE)
 
 
-def _convert(minor: pl.Expr, factor: pl.Expr, to_digits: pl.Expr, mode: MoneyRounding) -> pl.Expr:
+def _divisor(to_digits: pl.Expr) -> pl.Expr:
+    """The Int128 divisor from 10^-(4+12) down to the target currency's minor unit."""
+    return pl.lit(10, dtype=pl.Int128).pow(_AMOUNT_SCALE + FX_SCALE - to_digits.cast(pl.Int32))
+
+
+def _convert(minor: pl.Expr, factor: pl.Expr, divisor: pl.Expr, mode: MoneyRounding) -> pl.Expr:
     """minor units x rate, exact in Int128, rounded once to the target currency's minor unit."""
-    return rescale_expr(minor.cast(pl.Int128) * factor, _AMOUNT_SCALE + FX_SCALE, to_digits, mode)
+    return div_round_expr(minor.cast(pl.Int128) * factor, divisor, mode)
 
 
 def enrich(rated: pl.DataFrame, mapping: MappingDocument, provider: RateProvider) -> FxResult:
@@ -221,8 +226,8 @@ def enrich(rated: pl.DataFrame, mapping: MappingDocument, provider: RateProvider
             _fn_factor=_factor(d("currency"), pl.col("_fn_rate")),
             _rp_factor=_factor(d("currency"), pl.col("_rp_rate")),
             _cr_factor=_factor(d("functional_currency"), pl.col("_cr_rate")),
-            _fn_digits=d("functional_currency"),
-            _rp_digits=d("reporting_currency"),
+            _fn_div=_divisor(d("functional_currency")),
+            _rp_div=_divisor(d("reporting_currency")),
         )
 
     df = lookup_distinct(rated, ["entity", "currency", "work_date"], per_combo)
@@ -235,13 +240,13 @@ def enrich(rated: pl.DataFrame, mapping: MappingDocument, provider: RateProvider
             fx_rate_reporting=pl.col("_rp_rate"),
             fx_rate_cost_reporting=pl.col("_cr_rate"),
             amount_functional_minor=_convert(
-                pl.col("amount_minor"), pl.col("_fn_factor"), pl.col("_fn_digits"), mode
+                pl.col("amount_minor"), pl.col("_fn_factor"), pl.col("_fn_div"), mode
             ),
             amount_reporting_minor=_convert(
-                pl.col("amount_minor"), pl.col("_rp_factor"), pl.col("_rp_digits"), mode
+                pl.col("amount_minor"), pl.col("_rp_factor"), pl.col("_rp_div"), mode
             ),
             cost_reporting_minor=_convert(
-                pl.col("cost_minor"), pl.col("_cr_factor"), pl.col("_rp_digits"), mode
+                pl.col("cost_minor"), pl.col("_cr_factor"), pl.col("_rp_div"), mode
             ),
         )
         .select(schema.names())

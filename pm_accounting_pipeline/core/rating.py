@@ -46,7 +46,7 @@ from pm_accounting_pipeline.core.frames import lookup_distinct
 from pm_accounting_pipeline.core.money import minor_digits
 from pm_accounting_pipeline.core.rounding import (
     decimal_to_scaled_expr,
-    rescale_expr,
+    div_round_expr,
     round_hours_expr,
     scaled_to_decimal_expr,
 )
@@ -162,7 +162,7 @@ def _resolve_all(distinct: pl.DataFrame, mapping: MappingDocument) -> pl.DataFra
     tax_e6 = {e.id: int(e.tax.rate.scaleb(6).to_integral_value()) for e in mapping.entities}
     zero_tax = [c.name for c in mapping.clients if c.tax_profile in ZERO_TAX_PROFILES]
     currencies = set(distinct["currency"].unique().to_list()) | set(functional.values())
-    digits = {c: minor_digits(c) for c in currencies}
+    divisors = {c: 10 ** (8 - minor_digits(c)) for c in currencies}
     optional = {
         "_task_key": _normalised(distinct, "task_name") if "task_name" in distinct.columns else None,
         "_person_key": _normalised(distinct, "person_name") if "person_name" in distinct.columns else None,
@@ -181,8 +181,9 @@ def _resolve_all(distinct: pl.DataFrame, mapping: MappingDocument) -> pl.DataFra
         .otherwise(pl.col("entity").replace_strict(tax_e6))
     )
     out = out.with_columns(
-        _tx_digits=pl.col("currency").replace_strict(digits, return_dtype=pl.Int32),
-        _fn_digits=pl.col("functional_currency").replace_strict(digits, return_dtype=pl.Int32),
+        # Divisors from 10^-8 (hours x rate) to each currency's minor unit.
+        _tx_div=pl.col("currency").replace_strict(divisors, return_dtype=pl.Int128),
+        _fn_div=pl.col("functional_currency").replace_strict(divisors, return_dtype=pl.Int128),
         tax_rate=scaled_to_decimal_expr(tax, 6, 8),
         **{
             f"{kind}_{level}_origin": pl.concat_str([pl.lit("rate_card:"), pl.col(f"{kind}_{level}_id")])
@@ -314,15 +315,12 @@ def rate(work_items: pl.DataFrame, mapping: MappingDocument) -> RateResult:
     lf = (df.filter(~missing) if missing.any() else df).lazy()
 
     billed = pl.col("_billed_e4").cast(pl.Int128)
-    amount = rescale_expr(
+    amount = div_round_expr(
         pl.col("_bill_hours_e4").cast(pl.Int128) * pl.col("_bill_e4").cast(pl.Int128),
-        8,
-        pl.col("_tx_digits"),
+        pl.col("_tx_div"),
         rounding.money_mode,
     )
-    cost = rescale_expr(
-        billed * pl.col("_cost_e4").cast(pl.Int128), 8, pl.col("_fn_digits"), rounding.money_mode
-    )
+    cost = div_round_expr(billed * pl.col("_cost_e4").cast(pl.Int128), pl.col("_fn_div"), rounding.money_mode)
 
     schema = polars_schema("staging.rated_billables")
     rated = lf.with_columns(
