@@ -21,6 +21,9 @@ from pm_accounting_pipeline.lib.lake import clear_memo
 
 ProgressFn = Callable[[str, int, int], None]  # (phase, steps done, steps total)
 
+# The console shows progress and a summary; the full event log is in the instance (and the UI).
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
 
 @dataclass
 class JobRun:

@@ -12,6 +12,7 @@ import polars as pl
 from rich.console import Console
 from rich.table import Table
 
+from pm_accounting_pipeline.core.money import Money
 from pm_accounting_pipeline.lib.lake import Lake
 from pm_accounting_pipeline.lib.runner import RunOutcome
 from pm_accounting_pipeline.lib.settings import Paths
@@ -57,28 +58,34 @@ def collect(paths: Paths, start: date, end: date, entities: list[str]) -> Summar
         ).pl()
         ledger = con.sql(
             f"""
-            WITH e AS (
-                SELECT entity, count(*) FILTER (WHERE entry_type <> 'invoice') AS accrual_entries,
-                       count(*) FILTER (WHERE entry_type = 'invoice') AS invoice_entries
-                FROM ledger.journal_entries WHERE {_scope(start, end, entities, "posting_date")} GROUP BY 1
-            ), i AS (
-                SELECT entity, count(*) AS invoices,
-                       string_agg(currency || ' ' || CAST(total AS VARCHAR), ', ' ORDER BY currency) AS totals
-                FROM (SELECT entity, currency, sum(total) AS total FROM ledger.invoices
-                      WHERE {_scope(start, end, entities, "period_start")} GROUP BY 1, 2)
-                JOIN (SELECT entity, count(*) AS n FROM ledger.invoices
-                      WHERE {_scope(start, end, entities, "period_start")} GROUP BY 1) USING (entity)
-                GROUP BY entity, n
-            )
-            SELECT e.entity, accrual_entries, invoice_entries, coalesce(i.invoices, 0) AS invoices,
-                   coalesce(i.totals, '') AS invoiced_totals
-            FROM e LEFT JOIN i USING (entity) ORDER BY 1
+            SELECT entity,
+                   count(*) FILTER (WHERE entry_type <> 'invoice') AS accrual_entries,
+                   count(*) FILTER (WHERE entry_type = 'invoice') AS invoice_entries
+            FROM ledger.journal_entries WHERE {_scope(start, end, entities, "posting_date")}
+            GROUP BY 1 ORDER BY 1
             """
         ).pl()
+        invoices = con.sql(
+            f"SELECT entity, currency, count(*) AS n, sum(total_minor)::BIGINT AS total_minor "
+            f"FROM ledger.invoices WHERE {_scope(start, end, entities, 'period_start')} GROUP BY 1, 2 ORDER BY 1, 2"
+        ).pl()
+        per_entity: dict[str, tuple[int, list[str]]] = {}
+        for entity, ccy, n, minor in invoices.iter_rows():
+            count, totals = per_entity.get(entity, (0, []))
+            per_entity[entity] = (count + n, [*totals, str(Money.from_minor(int(minor), ccy))])
+        ledger = ledger.with_columns(
+            pl.col("entity")
+            .map_elements(lambda e: per_entity.get(e, (0, []))[0], return_dtype=pl.Int64)
+            .alias("invoices"),
+            pl.col("entity")
+            .map_elements(lambda e: ", ".join(per_entity.get(e, (0, []))[1]), return_dtype=pl.String)
+            .alias("invoiced (incl. tax)"),
+        )
         balance = con.sql(f"SELECT * FROM analytics.trial_balance_check WHERE entity IN ({ents})").pl()
         top = con.sql(
-            f"SELECT entity, project, functional_currency AS ccy, sum(revenue) AS revenue, sum(cost) AS cost, "
-            f"sum(margin) AS margin, reporting_currency AS rep, sum(margin_reporting) AS margin_reporting "
+            f"SELECT entity, project, functional_currency AS ccy, sum(revenue)::DECIMAL(18,2) AS revenue, "
+            f"sum(cost)::DECIMAL(18,2) AS cost, sum(margin)::DECIMAL(18,2) AS margin, "
+            f"sum(margin_reporting)::DECIMAL(18,2) || ' ' || reporting_currency AS margin_reporting "
             f"FROM analytics.project_profitability WHERE {_scope(start, end, entities, 'month')} "
             f"GROUP BY ALL ORDER BY margin_reporting DESC LIMIT 5"
         ).pl()
