@@ -242,9 +242,8 @@ def discount_lines(
                         _describe(d),
                         account,
                         -amount,
-                        d.id,
+                        f"{len(rows):04d}",
                         d.project,
-                        None,
                     )
                 )
         base = max(remaining, 0)
@@ -255,7 +254,17 @@ def discount_lines(
             amount = min(_discount_amount(d, base, head["currency"], mode), max(remaining, 0))
             if amount > 0:
                 remaining -= amount
-                rows.append(_line(doc, "discount", f"Discount {d.id}", _describe(d), account, -amount, d.id))
+                rows.append(
+                    _line(
+                        doc,
+                        "discount",
+                        f"Discount {d.id}",
+                        _describe(d),
+                        account,
+                        -amount,
+                        f"{len(rows):04d}",
+                    )
+                )
     return extra_lines(rows)
 
 

@@ -95,16 +95,19 @@ def detect_changes(
     register: pl.DataFrame,
     current: pl.DataFrame,
     period_start: date,
+    period_end: date,
     digits: dict[str, int],
     mode: MoneyRounding,
 ) -> Changes:
     """Compare the register (`ledger.billing_line_sources` rows) with current items (ITEM_SCHEMA)
-    of the billed periods and the period being billed; see the module docstring."""
+    of the billed periods and the period [period_start, period_end] being billed; see the module
+    docstring."""
     reg = _register_totals(register)
     cur = current.select(ITEM_SCHEMA.names())
     in_register = cur.join(reg.select(ITEM_KEY), on=ITEM_KEY, how="semi")
     fresh = cur.join(reg.select(ITEM_KEY), on=ITEM_KEY, how="anti")
-    new = fresh.filter(pl.col("work_date") >= period_start)
+    # Unbilled work of a later period waits for that period's run.
+    new = fresh.filter(pl.col("work_date").is_between(period_start, period_end))
     late = fresh.filter(pl.col("work_date") < period_start).with_columns(change=pl.lit("late"))
 
     both = reg.join(in_register, on=ITEM_KEY, how="inner", suffix="_cur")

@@ -110,7 +110,7 @@ def bill_period(inp: BillingInputs) -> BillingResult:
     currencies |= set(known.documents["currency"].unique().to_list())
     digits = {c: minor_digits(c) for c in currencies}
 
-    changes = detect_changes(known.sources, items_from_fx(fx), m0, digits, mode)
+    changes = detect_changes(known.sources, items_from_fx(fx), m0, m1, digits, mode)
     heads: dict[str, _Head] = {}
     assigned: list[pl.DataFrame] = []
     client_doc: dict[tuple[str, str], str] = {}
@@ -365,9 +365,7 @@ def bill_period(inp: BillingInputs) -> BillingResult:
                 )
 
     # 4. compose: lines, discounts, tax, totals (twice when next-invoice credits would make an invoice negative)
-    lines, items, docs = _compose(
-        heads, assigned, extra_rows, known, numbers, mapping, entity, m0, m1
-    )
+    lines, items, docs = _compose(heads, assigned, extra_rows, known, numbers, mapping, entity, m0, m1)
     if mapping.billing.corrections == "next_invoice":
         negative = set(
             docs.filter((pl.col("document_type") == "invoice") & (pl.col("total_minor") < 0))[

@@ -1,0 +1,170 @@
+"""Billing runs against the Parquet lake: read what one (entity, month) needs, bill it, write it.
+
+Used by the Dagster billing asset and by `pm-accounting billing run`. A month is billed only when
+every day of it has been materialised (a billing document, once issued, never changes, so issuing
+from half a month would freeze half an invoice). The partition's own earlier output is read back
+and kept: a re-run issues only what is new (late work, corrections, new requests) and rewrites
+exactly the same files when nothing changed.
+
+Files written (writer "billing", partition key = first day of the month): the billing tables of
+`contracts/billing.py`, the journal (`ledger.journal_entries`, `journal_lines`, `line_sources`),
+and `<data>/exports/<entity>/credits/credits-<YYYY-MM>.csv`: the credits status for the PM side.
+"""
+
+from __future__ import annotations
+
+import calendar
+import os
+from dataclasses import dataclass
+from datetime import date, timedelta
+from pathlib import Path
+
+import polars as pl
+
+from pm_accounting_pipeline.config.schema import MappingDocument
+from pm_accounting_pipeline.contracts.layers import TABLES, polars_schema
+from pm_accounting_pipeline.core.billing.inputs import read_requests
+from pm_accounting_pipeline.core.billing.run import BillingInputs, BillingResult, bill_period
+from pm_accounting_pipeline.core.billing.state import STATE_TABLES, BillingState
+from pm_accounting_pipeline.core.checks import assert_balanced
+from pm_accounting_pipeline.core.fx import RateProvider
+from pm_accounting_pipeline.lib.lake import Lake
+
+WRITER = "billing"
+MARKER_TABLE = "ledger.billing_documents"
+
+
+class IncompletePeriodError(RuntimeError):
+    """Billing was asked for a month whose days are not all materialised."""
+
+
+@dataclass(frozen=True)
+class PartitionRun:
+    entity: str
+    month: date
+    result: BillingResult
+    credits_file: Path | None
+
+
+def month_bounds(month: date) -> tuple[date, date]:
+    start = month.replace(day=1)
+    return start, start.replace(day=calendar.monthrange(start.year, start.month)[1])
+
+
+def days_of(start: date, end: date) -> list[date]:
+    return [start + timedelta(days=i) for i in range((end - start).days + 1)]
+
+
+def billed_months(lake: Lake, entity: str) -> set[date]:
+    """Months billing has run for (its documents file exists, even if empty)."""
+    folder = lake.table_dir(MARKER_TABLE) / entity
+    if not folder.is_dir():
+        return set()
+    out = set()
+    for p in folder.glob(f"*.{WRITER}.parquet"):
+        try:
+            out.add(date.fromisoformat(p.name.split(".")[0]))
+        except ValueError:
+            continue
+    return out
+
+
+def read_state(lake: Lake, entity: str, months: set[date]) -> BillingState:
+    """The billing tables of the given months of an entity."""
+    parts = [(entity, m.isoformat()) for m in sorted(months)]
+    if not parts:
+        return BillingState.empty()
+    return BillingState.from_tables({t: lake.read(t, parts, writer=WRITER) for t in STATE_TABLES.values()})
+
+
+def _payments(lake: Lake, entity: str) -> pl.DataFrame:
+    """Customer payments (`ledger.payments`, written by the payments step) of the entity, if any."""
+    if "ledger.payments" not in TABLES:
+        return pl.DataFrame()
+    frame = lake.read("ledger.payments")
+    return frame.filter(pl.col("entity") == entity) if "entity" in frame.columns else frame
+
+
+def run_partition(
+    lake: Lake,
+    data_dir: Path,
+    mapping: MappingDocument,
+    entity: str,
+    month: date,
+    provider: RateProvider,
+) -> PartitionRun:
+    """Bill one (entity, month) from the lake and write its partition; see the module docstring."""
+    m0, m1 = month_bounds(month)
+    missing = [
+        d
+        for d in days_of(m0, m1)
+        if not lake.path("staging.fx_billables", entity, d.isoformat(), "fx").exists()
+    ]
+    if missing:
+        shown = ", ".join(d.isoformat() for d in missing[:5])
+        raise IncompletePeriodError(
+            f"billing {entity} {m0:%Y-%m} would freeze documents while {len(missing)} day(s) are not "
+            f"materialised ({shown}{', ...' if len(missing) > 5 else ''}); run the daily layers first"
+        )
+    done = billed_months(lake, entity) - {m0}
+    prior = read_state(lake, entity, done)
+    frozen = read_state(lake, entity, {m0}) if m0 in billed_months(lake, entity) else BillingState.empty()
+    days = [d for m in sorted(done | {m0}) for d in days_of(*month_bounds(m))]
+    fx = lake.read("staging.fx_billables", [(entity, d.isoformat()) for d in days], writer="fx")
+    key = [(entity, m0.isoformat())]
+    base_invoices = lake.read("ledger.invoices", key, writer="invoice")
+    base_lines = lake.read("ledger.journal_lines", key, writer="invoice").filter(
+        pl.col("entry_type") == "invoice"
+    )
+    landing = Path(data_dir) / "landing" / entity
+    result = bill_period(
+        BillingInputs(
+            mapping=mapping,
+            entity=entity,
+            period_start=m0,
+            period_end=m1,
+            fx=fx,
+            base_invoices=base_invoices,
+            base_lines=base_lines,
+            prior=prior,
+            frozen=frozen,
+            provider=provider,
+            payments=_payments(lake, entity),
+            credits=read_requests(landing / "credits", "credits"),
+            refunds=read_requests(landing / "refunds", "refunds"),
+        )
+    )
+    assert_balanced(result.ledger.lines)
+    write_partition(lake, entity, m0, result)
+    return PartitionRun(
+        entity, m0, result, export_credits(Path(data_dir), entity, m0, result.state.credit_status)
+    )
+
+
+def write_partition(lake: Lake, entity: str, month: date, result: BillingResult) -> None:
+    """Write the partition's billing tables and journal (one file per table, writer "billing")."""
+    wanted = [(entity, month.isoformat())]
+    key = pl.lit(month.isoformat())
+    for table, frame in result.state.tables().items():
+        lake.write_partitions(table, frame, wanted, WRITER, key)
+    ledger = result.ledger
+    lake.write_partitions("ledger.journal_entries", ledger.entries, wanted, WRITER, key)
+    lake.write_partitions("ledger.journal_lines", ledger.lines, wanted, WRITER, key)
+    lake.write_partitions("ledger.line_sources", ledger.line_sources, wanted, WRITER, key)
+
+
+def export_credits(data_dir: Path, entity: str, month: date, credit_status: pl.DataFrame) -> Path | None:
+    """The month's credits status as CSV for the PM side (which source entries were credited)."""
+    target = Path(data_dir) / "exports" / entity / "credits" / f"credits-{month:%Y-%m}.csv"
+    if credit_status.height == 0:
+        if target.exists():
+            target.unlink()
+        return None
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    columns = [c for c in polars_schema("ledger.credit_status").names() if c != "issued_in"]
+    credit_status.select(columns).sort("credited_document_number", "source_system", "source_id").write_csv(
+        tmp
+    )
+    tmp.replace(target)
+    return target
