@@ -522,6 +522,8 @@ def clean_and_map(raw: pl.DataFrame, mapping: MappingDocument) -> CleanResult:
     service_revenue = {e: mapping.account(e, "service_revenue") for e in mapping.entity_ids}
 
     df = raw.select(raw_schema.names()).with_row_index("_row")
+    # The decimal separator is a Harvest account setting (entity.harvest_csv); every other source
+    # writes numbers with a point.
     df = df.with_columns(
         _sep=pl.when(pl.col("source_system") == "harvest_csv")
         .then(pl.col("entity").replace_strict(seps, return_dtype=pl.String))
