@@ -85,7 +85,7 @@ def collect(paths: Paths, start: date, end: date, entities: list[str]) -> Summar
         top = con.sql(
             f"SELECT entity, project, functional_currency AS ccy, sum(revenue)::DECIMAL(18,2) AS revenue, "
             f"sum(cost)::DECIMAL(18,2) AS cost, sum(margin)::DECIMAL(18,2) AS margin, "
-            f"sum(margin_reporting)::DECIMAL(18,2) || ' ' || reporting_currency AS margin_reporting "
+            f"reporting_currency AS rep, sum(margin_reporting)::DECIMAL(18,2) AS margin_reporting "
             f"FROM analytics.project_profitability WHERE {_scope(start, end, entities, 'month')} "
             f"GROUP BY ALL ORDER BY margin_reporting DESC LIMIT 5"
         ).pl()
