@@ -297,10 +297,11 @@ def check_billable_percentages(v: list[BillablePercentage], info: ValidationInfo
         problems += [
             f"[{i}].task: unknown task {b.task!r}" for i, b in enumerate(v) if b.task and b.task not in names
         ]
-    keys = [f"{b.task}|{b.person}|{b.valid_from}" for b in v]
-    problems += [
-        f"task/person {k.rsplit('|', 1)[0]!r} listed twice from the same date" for k in _duplicates(keys)
-    ]
+    keys = [(b.task, b.person, b.valid_from) for b in v]
+    for task, person, since in sorted({k for k in keys if keys.count(k) > 1}, key=str):
+        problems.append(
+            f"task {task!r} and person {person!r} are listed twice from {since or 'the start'}: keep one entry"
+        )
     _raise(problems)
     return v
 

@@ -177,4 +177,4 @@ def _validate(kind: str, df: pl.DataFrame, rejected: list[pl.DataFrame]) -> Requ
         pl.col("_record").alias("record"),
     )
     good = good.with_columns(amount=pl.when(pl.col("amount") == "").then(None).otherwise(pl.col("amount")))
-    return Requests(rows=good, rejected=pl.concat(rejected, how="vertical"))
+    return Requests(rows=good, rejected=pl.concat(rejected, how="vertical").sort("source_file", "source_row"))
