@@ -231,8 +231,7 @@ def depreciate(
 
 def run_capex(
     fx_month: pl.DataFrame,
-    prior_lines: pl.DataFrame,
-    month_lines: pl.DataFrame,
+    other_lines: pl.DataFrame,
     mapping: MappingDocument,
     entity: str,
     period_start: date,
@@ -240,11 +239,12 @@ def run_capex(
 ) -> CapexResult:
     """Capitalise the month's capitalisable work and depreciate every asset in service.
 
-    `prior_lines`: the entity's journal lines of earlier months (for earlier assets);
-    `month_lines`: this month's other postings to capitalised_costs (allocations).
+    `other_lines`: the entity's journal lines posting to capitalised_costs other than this
+    month's capitalisation entry (earlier months' capitalisations, allocations to capitalisable
+    projects); lines after the month are ignored.
     """
     cap = capitalise(fx_month, mapping, entity, period_end)
-    lines = pl.concat([prior_lines.filter(pl.col("posting_date") < period_start), month_lines, cap.lines])
+    lines = pl.concat([other_lines.filter(pl.col("posting_date") <= period_end), cap.lines])
     assets = vintages(lines, mapping, entity)
     sched = schedule(assets, mapping, entity)
     dep = depreciate(sched, mapping, entity, period_start, period_end)

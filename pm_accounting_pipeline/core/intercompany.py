@@ -21,10 +21,10 @@ currency), transfer rates in the agreement's currency. Both sides translate the 
 the same month-end rate, so A's revenue equals B's cost to the cent in the reporting currency.
 Every intercompany line is tagged with its counterparty in `ledger.intercompany_links`.
 
-Eliminations (consolidation entity, reporting currency, one entry per pair of entities and
-month): each intercompany line of the month, grouped by (entity, counterparty, role), is
-reversed; what does not cancel (revaluation of intercompany balances held in a foreign currency)
-goes to `consolidation_difference`. Over the entities plus the eliminations, intercompany
+Eliminations (consolidation entity, reporting currency, one entry per entity, counterparty and
+month): each side's intercompany lines of the month, grouped by (entity, counterparty, role), are
+reversed; what does not cancel within a side (revaluation of intercompany balances held in a
+foreign currency) goes to `consolidation_difference`. Over the entities plus the eliminations, intercompany
 revenue, cost, receivables and payables are zero.
 """
 
@@ -32,6 +32,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
+from decimal import Decimal
 
 import polars as pl
 
@@ -107,8 +108,8 @@ def _agreements(mapping: MappingDocument) -> pl.DataFrame:
             a.provider,
             a.recipient,
             a.basis,
-            int((a.markup or 0).scaleb(6).to_integral_value()),
-            int((a.transfer_rate or 0).scaleb(4).to_integral_value()),
+            int((a.markup or Decimal(0)).scaleb(6).to_integral_value()),
+            int((a.transfer_rate or Decimal(0)).scaleb(4).to_integral_value()),
             a.currency,
             a.valid_from,
             a.valid_to,
@@ -385,33 +386,30 @@ def eliminate(
     lines: pl.DataFrame,
     ic_links: pl.DataFrame,
     mapping: MappingDocument,
+    entity: str,
     period_start: date,
     period_end: date,
 ) -> Journal:
-    """Elimination entries (consolidation entity, reporting currency) for the month's
-    intercompany lines; see the module docstring."""
+    """Elimination entries (consolidation entity, reporting currency) for `entity`'s side of its
+    intercompany lines of the month, one entry per counterparty: each (counterparty, role) total
+    is reversed and what does not cancel within the side (revaluation of intercompany balances)
+    goes to consolidation_difference. Both sides' entries together eliminate the pair."""
     rc = mapping.reporting_currency
     group = mapping.group.consolidation_entity
-    tagged = lines.filter(pl.col("posting_date").is_between(period_start, period_end)).join(
-        ic_links.select("line_id", "counterparty_entity"), on="line_id", how="inner"
-    )
+    tagged = lines.filter(
+        (pl.col("entity") == entity) & pl.col("posting_date").is_between(period_start, period_end)
+    ).join(ic_links.select("line_id", "counterparty_entity"), on="line_id", how="inner")
     if tagged.height == 0:
         return Journal.empty()
     tagged = tagged.with_columns(
         _rp=_signed_minor("reporting_debit", "reporting_credit", "reporting_currency", tagged),
-        _pair=pl.concat_str(
-            [
-                pl.min_horizontal("entity", "counterparty_entity"),
-                pl.max_horizontal("entity", "counterparty_entity"),
-            ],
-            separator="|",
-        ),
+        _pair=pl.format("{}>{}", "entity", "counterparty_entity"),
     )
     per = tagged.group_by("_pair", "entity", "counterparty_entity", "account_role").agg(pl.col("_rp").sum())
-    roles = {
-        r: group_account(mapping, group, r)
+    accounts = {
+        r: group_account(mapping, entity, r)
         if r in ("intercompany_revenue", "intercompany_cost")
-        else getattr(mapping.accounts, r)
+        else mapping.account(entity, r)
         for r in IC_ROLES
     }
     common = {
@@ -421,34 +419,35 @@ def eliminate(
         "currency": pl.lit(rc),
         "functional_currency": pl.lit(rc),
         "reporting_currency": pl.lit(rc),
-        "document_id": pl.format("elim:{}:{}", "_pair", pl.lit(str(period_start))),
+        "document_id": pl.format("elim:{}:{}", "_pair", pl.lit(f"{period_start:%Y-%m}")),
         "entry_key": pl.col("_pair"),
         "description": pl.format(
-            "Elimination of intercompany balances and transactions {} ({})",
-            "_pair",
+            "Elimination of {}'s intercompany balances and transactions with {} ({})",
+            "entity",
+            "counterparty_entity",
             pl.lit(f"{period_start:%Y-%m}"),
         ),
     }
     reversal = per.select(
         signed_frame(
             **common,
-            account=pl.col("account_role").replace_strict(roles, return_dtype=pl.String),
+            account=pl.col("account_role").replace_strict(accounts, return_dtype=pl.String),
             account_role=pl.col("account_role"),
-            line_key=pl.format("{}>{}", "entity", "counterparty_entity"),
+            line_key=pl.col("_pair"),
             tx=-pl.col("_rp"),
             fn=-pl.col("_rp"),
             rp=-pl.col("_rp"),
         )
     )
     plug = (
-        per.group_by("_pair")
+        per.group_by("_pair", "entity", "counterparty_entity")
         .agg(pl.col("_rp").sum())
         .select(
             signed_frame(
                 **common,
                 account=pl.lit(group_account(mapping, group, "consolidation_difference")),
                 account_role=pl.lit("consolidation_difference"),
-                line_key=pl.lit("difference"),
+                line_key=pl.col("_pair"),
                 tx=pl.col("_rp"),
                 fn=pl.col("_rp"),
                 rp=pl.col("_rp"),
