@@ -128,9 +128,14 @@ def round_duration_expr(
     mode: TimeRounding = TimeRounding.NEAREST,
     minimum_minutes: int = 0,
 ) -> pl.Expr:
-    """Vectorised time rounding over a duration in whole seconds (Int64); returns seconds."""
+    """Vectorised time rounding over a duration in whole seconds (Int64); returns seconds.
+
+    Same rule as `round_minutes`: any positive duration bills at least the minimum, even when the
+    increment rounded it down to zero.
+    """
     inc = max(increment_minutes, 0) * 60
-    s = seconds.cast(pl.Int64)
+    original = seconds.cast(pl.Int64)
+    s = original
     if inc > 1:
         q = s // inc
         r = s - q * inc
@@ -142,7 +147,7 @@ def round_duration_expr(
         else:
             s = (q + pl.when(2 * r >= inc).then(1).otherwise(0)) * inc
     if minimum_minutes > 0:
-        s = pl.when(s > 0).then(pl.max_horizontal(s, pl.lit(minimum_minutes * 60))).otherwise(s)
+        s = pl.when(original > 0).then(pl.max_horizontal(s, pl.lit(minimum_minutes * 60))).otherwise(s)
     return s
 
 

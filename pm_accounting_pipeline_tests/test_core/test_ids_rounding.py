@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 import polars as pl
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from pm_accounting_pipeline.core.ids import stable_id_expr
@@ -71,6 +71,10 @@ def test_rescaling_is_idempotent(values, digits, mode):
     st.sampled_from(list(TimeRounding)),
     st.sampled_from([0, 15, 30]),
 )
+@example(hours_e4=[10834], increment=5, mode=TimeRounding.UP, minimum=0)  # 70 min is not exact at 4 dp
+@example(
+    hours_e4=[7500], increment=60, mode=TimeRounding.DOWN, minimum=15
+)  # rounds to 0: minimum still applies
 def test_time_rounding_is_idempotent_and_matches_round_minutes(hours_e4, increment, mode, minimum):
     df = pl.DataFrame({"h": hours_e4})
     once = df.select(round_hours_expr(pl.col("h"), increment, mode, minimum).alias("h"))

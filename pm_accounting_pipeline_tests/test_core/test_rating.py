@@ -203,6 +203,7 @@ def test_source_cost_rate_is_used_when_no_specific_card_applies():
         ({"time_increment_minutes": 6, "time_mode": "nearest"}, "1.26", Decimal("1.3")),
         ({"time_increment_minutes": 6, "time_mode": "down"}, "1.29", Decimal("1.2")),
         ({"minimum_minutes": 30}, "0.2501", Decimal("0.5")),
+        ({"time_increment_minutes": 60, "time_mode": "down", "minimum_minutes": 15}, "0.75", Decimal("0.25")),
         ({}, "0.2501", Decimal("0.2501")),
         # Already on a 5-minute grid (70 and 35 minutes): re-rounding must not move them.
         ({"time_increment_minutes": 5, "time_mode": "up"}, "1.1667", Decimal("1.1667")),
