@@ -2,13 +2,17 @@
 a manual override table, contract rates per client, and the composite that picks among them.
 
 Precedence (the mapping document's `exchange_rates.precedence`, default contract > manual >
-ecb_offline) is applied per requested (pair, date[, client]):
+ecb_offline) is applied per requested (pair, date[, client]), walking the sources in order:
 
-1. *Direct quotes*, in precedence order: a client's contract rate for the pair (or its inverse,
-   served as 1 / rate) valid on the date, then a manual override of the pair (or its inverse).
-2. Otherwise a *cross rate through EUR*: every source quotes (or may quote) currencies against the
-   euro, so rate(A->B) = leg(B) / leg(A) with leg(X) = EUR->X taken from the first market source in
-   precedence order (manual EUR rows, ecb_feed, ecb_offline) that has X; leg(EUR) = 1.
+- `contract`: the client's contract rate for the pair (or its inverse, served as 1 / rate) valid
+  on the date;
+- `manual`: an override of the pair (or its inverse); then, like any market source,
+- a market source (`manual` EUR rows, `ecb_feed`, `ecb_offline`) that quotes both currencies
+  against the euro answers with the cross rate through EUR: rate(A->B) = leg(B) / leg(A), where
+  leg(X) = EUR->X and leg(EUR) = 1.
+If no single source has both legs, each leg comes from the first market source in precedence
+order that has it (e.g. KWD from a manual EUR->KWD row, USD from ECB: source
+`ecb_offline+manual`).
 
 A day without a published rate follows `fallback`: `last_published` (the latest rate on or before
 the date), `next_published` (the earliest on or after), or `none`; either way no further than
@@ -498,10 +502,12 @@ class CompositeRateProvider:
             raise FxSourceError(f"rate sources {unknown} are in the precedence but not configured")
         self.name = "+".join(self.precedence)
 
-    def _leg(self, currency: str, on: date, rate_type: str) -> tuple[Decimal, date | None, str] | None:
+    def _leg(
+        self, currency: str, on: date, rate_type: str, only: str | None = None
+    ) -> tuple[Decimal, date | None, str] | None:
         if currency == "EUR":
             return Decimal(1), None, ""
-        for src in self.precedence:
+        for src in self.precedence if only is None else (only,):
             source: MarketSource | None
             if src == "manual":
                 source = self.manual
@@ -552,10 +558,24 @@ class CompositeRateProvider:
                         ctx.prec = 40
                         rate = Decimal(1) / got[0] if inverse else got[0]
                     return rate.quantize(_QUANTUM, rounding=ROUND_HALF_EVEN), got[1], "manual", rate_type
+            if src != "contract":
+                # A market source quoting both currencies answers on its own.
+                a, b = (
+                    self._leg(from_currency, on, rate_type, src),
+                    self._leg(to_currency, on, rate_type, src),
+                )
+                if a is not None and b is not None:
+                    return self._cross(a, b, rate_type)
         a = self._leg(from_currency, on, rate_type)
         b = self._leg(to_currency, on, rate_type)
         if a is None or b is None:
             return None
+        return self._cross(a, b, rate_type)
+
+    @staticmethod
+    def _cross(
+        a: tuple[Decimal, date | None, str], b: tuple[Decimal, date | None, str], rate_type: str
+    ) -> tuple[Decimal, date, str, str]:
         with localcontext() as ctx:
             ctx.prec = 40
             rate = (b[0] / a[0]).quantize(_QUANTUM, rounding=ROUND_HALF_EVEN)
