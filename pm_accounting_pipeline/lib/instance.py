@@ -117,5 +117,22 @@ def ensure_dagster_home(data_dir: Path) -> Path:
 
 
 def get_instance(data_dir: Path) -> dg.DagsterInstance:
-    ensure_dagster_home(data_dir)
-    return dg.DagsterInstance.get()
+    """The instance for in-process CLI runs: the project-local one, minus compute-log capture.
+
+    Capturing a step's output in process mirrors the captured file back to the terminal with a
+    `tail -F`, which floods the console with every event line; the CLI shows progress and a
+    summary instead, and every event is still stored (and shown in the UI).
+    """
+    from dagster._core.instance.ref import InstanceRef
+
+    home = ensure_dagster_home(data_dir)
+    ref = InstanceRef.from_dir(
+        str(home),
+        overrides={
+            "compute_logs": {
+                "module": "dagster._core.storage.noop_compute_log_manager",
+                "class": "NoOpComputeLogManager",
+            }
+        },
+    )
+    return dg.DagsterInstance.from_ref(ref)
