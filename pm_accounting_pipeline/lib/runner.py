@@ -5,6 +5,8 @@ analytics refresh. Used by `pm-accounting run` and `pm-accounting demo`.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -20,9 +22,6 @@ from pm_accounting_pipeline.lib.instance import get_instance
 from pm_accounting_pipeline.lib.lake import clear_memo
 
 ProgressFn = Callable[[str, int, int], None]  # (phase, steps done, steps total)
-
-# The console shows progress and a summary; the full event log is in the instance (and the UI).
-QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
 @dataclass
@@ -92,10 +91,15 @@ def _execute(
     t0 = time.perf_counter()
     if watcher:
         watcher.start()
+    log_dir = Path(os.environ.get("DAGSTER_HOME", ".")) / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
     try:
-        result = job.execute_in_process(
-            instance=instance, tags=tags, run_id=run_id, raise_on_error=raise_on_error
-        )
+        # Dagster's console logger writes every event to stderr; keep that in a per-run file so the
+        # terminal shows progress and the summary (the events are in the instance and the UI too).
+        with (log_dir / f"{job.name}-{run_id}.log").open("w") as log, contextlib.redirect_stderr(log):
+            result = job.execute_in_process(
+                instance=instance, tags=tags, run_id=run_id, raise_on_error=raise_on_error
+            )
     finally:
         done.set()
         if watcher:
