@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from datetime import date
 from pathlib import Path
 from typing import Annotated
@@ -16,6 +17,10 @@ import typer
 from rich.console import Console
 
 from pm_accounting_pipeline.lib import settings
+
+# Dagster flags single-run backfill policies and multi-partition mappings as beta; the CLI's
+# output is for people running the pipeline, not for API stability notices.
+warnings.filterwarnings("ignore", message=r".*is currently in (beta|preview).*")
 
 app = typer.Typer(
     name="pm-accounting",
