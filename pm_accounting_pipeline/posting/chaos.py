@@ -8,6 +8,10 @@ documents). Afterwards faults stop, dead letters are replayed and delivery runs 
 the target holds exactly one copy of every document that should be there and nothing else, amounts
 match, the ledger nets to the final ledger and balances, and the outbox is consistent.
 
+Every fault decision, ledger and correction comes from the seed; where exactly a SIGKILL lands
+depends on how fast the machine runs the child, so kill points vary between machines (the
+invariants must hold wherever they land).
+
 `python -m pm_accounting_pipeline.posting.chaos --seeds 1000` (what `make chaos` runs) prints counts.
 """
 
