@@ -102,7 +102,7 @@ def test_billing_run_issues_documents_and_lists_open_balances_and_retainers(env)
     assert "us 2026-03: 2 new document(s)" in issued.output
     # invoice 1539.00 less the 500.00 retainer
     docs = runner.invoke(app, ["billing", "documents", "--open"], env=env)
-    assert "us-202603-0002" in docs.output and "1039.000" in docs.output
+    assert "us-202603-0001" in docs.output and "1039.000" in docs.output
     retainers = runner.invoke(app, ["billing", "retainers"], env=env)
     assert "C-ACME" in retainers.output and "50000" in retainers.output
 

@@ -139,7 +139,7 @@ def test_only_invoices_can_be_credited() -> None:
         march,
         mapping=m,
         credits=[
-            {"credit_id": "c", "document_number": "us-202603-0001", "date": date(2026, 4, 1), "reason": "x"}
+            {"credit_id": "c", "document_number": "us-202603-0002", "date": date(2026, 4, 1), "reason": "x"}
         ],
     )
     assert april.state.rejections["reason"].to_list() == ["not_creditable"]

@@ -226,8 +226,9 @@ def test_retainer_invoice_creates_a_liability_that_later_invoices_draw_down(tmp_
     books.load([*MARCH_ROWS, acme("b1", "4", 2, month=4)], [APRIL])
     books.close(APRIL)
     assert _docs(books) == [
-        ("us-202603-0001", "retainer_invoice", None, 200000, 200000),
-        ("us-202603-0002", "invoice", None, 153900, 0),  # 1539.00 drawn from the 2000.00
+        # the invoice keeps the ledger/invoices number; the retainer invoice takes the next one
+        ("us-202603-0002", "retainer_invoice", None, 200000, 200000),
+        ("us-202603-0001", "invoice", None, 153900, 0),  # 1539.00 drawn from the 2000.00
         ("us-202604-0001", "invoice", None, 64800, 64800 - 46100),  # the remaining 461.00
     ]
     movements = books.table("ledger.retainer_movements").sort("movement_date", "document_number")

@@ -406,8 +406,8 @@ def bill_period(inp: BillingInputs) -> BillingResult:
     # numbering
     docs = _number(
         docs,
-        heads,
         inp.frozen.documents,
+        inp.base_invoices,
         ent.invoice_number_format,
         mapping.billing.credit_memo_number_format,
         entity,
@@ -606,37 +606,61 @@ def _compose(
 
 def _number(
     docs: pl.DataFrame,
-    heads: dict[str, _Head],
     frozen_docs: pl.DataFrame,
+    base_invoices: pl.DataFrame,
     invoice_format: str,
     credit_format: str,
     entity: str,
     month: date,
 ) -> pl.DataFrame:
+    """Numbers from the entity's sequences for the month. An invoice that finalises a
+    `ledger.invoices` invoice keeps that invoice's number (so both tables agree) unless the month
+    already issued it to another document; every other document takes the next number after
+    everything the month used, in issue-date order."""
+
+    def fmt(pattern: str, seq: int) -> str:
+        return pattern.format(
+            entity=entity, period=f"{month:%Y%m}", year=month.year, month=month.month, seq=seq
+        )
+
     family = (
         pl.when(pl.col("document_type") == "credit_memo")
         .then(pl.lit("credit_memo"))
         .otherwise(pl.lit("invoice"))
     )
-    docs = docs.with_columns(_family=family)
-    used = {"invoice": 0, "credit_memo": 0}
-    if frozen_docs.height:
-        fam = frozen_docs.with_columns(_family=family).group_by("_family").agg(pl.col("sequence").max())
-        for f, s in fam.iter_rows():
-            used[f] = int(s)
-    docs = docs.sort("_family", "issue_date", "order", "customer_ref", "currency", "document_id")
-    seqs, out_numbers = [], []
-    for fam_name, _ in docs.select("_family", "document_id").iter_rows():
-        used[fam_name] += 1
-        fmt = credit_format if fam_name == "credit_memo" else invoice_format
-        seqs.append(used[fam_name])
-        out_numbers.append(
-            fmt.format(
-                entity=entity, period=f"{month:%Y%m}", year=month.year, month=month.month, seq=used[fam_name]
-            )
-        )
+    taken = {"invoice": set(), "credit_memo": set()}
+    for fam, seq in frozen_docs.with_columns(_family=family).select("_family", "sequence").iter_rows():
+        taken[fam].add(int(seq))
+    base_seq: dict[str, int] = {}
+    if base_invoices.height:
+        by_number = {fmt(invoice_format, k): k for k in range(1, base_invoices.height + 1)}
+        for invoice_id, number in base_invoices.select("invoice_id", "invoice_number").iter_rows():
+            if number in by_number:
+                base_seq[invoice_id] = by_number[number]
+    docs = docs.with_columns(_family=family).sort(
+        "_family", "issue_date", "order", "customer_ref", "currency", "document_id"
+    )
+    seqs: dict[str, int] = {}
+    for fam, doc_id in docs.select("_family", "document_id").iter_rows():
+        if fam == "invoice" and doc_id in base_seq and base_seq[doc_id] not in taken["invoice"]:
+            seqs[doc_id] = base_seq[doc_id]
+            taken["invoice"].add(base_seq[doc_id])
+    floor = {
+        "invoice": max([*base_seq.values(), *taken["invoice"]], default=0),
+        "credit_memo": max(taken["credit_memo"], default=0),
+    }
+    for fam, doc_id in docs.select("_family", "document_id").iter_rows():
+        if doc_id not in seqs:
+            floor[fam] += 1
+            seqs[doc_id] = floor[fam]
     return docs.with_columns(
-        sequence=pl.Series(seqs, dtype=pl.Int64), document_number=pl.Series(out_numbers, dtype=pl.String)
+        sequence=pl.col("document_id").replace_strict(seqs, return_dtype=pl.Int64),
+        document_number=pl.struct("_family", "document_id").map_elements(
+            lambda r: fmt(
+                credit_format if r["_family"] == "credit_memo" else invoice_format, seqs[r["document_id"]]
+            ),
+            return_dtype=pl.String,
+        ),
     ).drop("_family")
 
 
