@@ -412,3 +412,19 @@ def test_a_complete_billing_configuration_is_valid() -> None:
     assert doc.billing.corrections == "next_invoice"
     assert doc.client_matching.decisions[0].client == "Acme Corporation"
     assert [d.id for d in doc.discounts] == ["web"]
+
+
+def test_the_annotated_billing_example_of_the_reference_is_valid() -> None:
+    from pathlib import Path
+
+    import yaml
+
+    from pm_accounting_pipeline.lib.settings import EXAMPLE_MAPPING, PACKAGE_DIR
+
+    text = (PACKAGE_DIR.parent / "docs" / "mapping-document.md").read_text(encoding="utf-8")
+    block = text[text.index("```yaml\nclient_matching:") + len("```yaml\n") :]
+    data = yaml.safe_load(Path(EXAMPLE_MAPPING).read_text(encoding="utf-8"))
+    data.update(yaml.safe_load(block[: block.index("```")]))
+    doc = parse_mapping(data)
+    assert doc.billing.bill_by == "project_task"
+    assert [r.id for r in doc.retainers] == ["wy-support"]
