@@ -119,6 +119,7 @@ class IntercompanyRecharge(pa.DataFrameModel):
     """ledger.intercompany_recharges: what a provider charged a recipient per project and month."""
 
     recharge_id: str = pa.Field(unique=True)
+    entity: str  # the recipient: the entity billing the work, whose partition holds the row
     period: pl.Date
     provider: str
     recipient: str
@@ -221,7 +222,7 @@ class DepreciationSchedule(pa.DataFrameModel):
 
     class Config(_Strict):
         name = "ledger.depreciation_schedule"
-        unique = ["asset_id", "period"]
+        unique = ["asset_id", "period"]  # noqa: RUF012 (pandera reads a list)
 
 
 class EntryLink(pa.DataFrameModel):
@@ -237,7 +238,7 @@ class EntryLink(pa.DataFrameModel):
 
     class Config(_Strict):
         name = "ledger.entry_links"
-        unique = ["entry_id", "link_type", "linked_entry_id"]
+        unique = ["entry_id", "link_type", "linked_entry_id"]  # noqa: RUF012 (pandera reads a list)
 
 
 GROUP_TABLES: dict[str, type[pa.DataFrameModel]] = {

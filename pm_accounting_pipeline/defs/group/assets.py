@@ -75,7 +75,7 @@ def _write_journal(
         ("ledger.journal_entries", journal.entries),
         ("ledger.journal_lines", journal.lines),
     ):
-        lake.write_partitions(table, frame, wanted, writer, frame.select(key.alias("k"))["k"])
+        lake.write_partitions(table, frame, wanted, writer, frame.with_columns(key.alias("k"))["k"])
 
 
 def _write(
@@ -83,7 +83,7 @@ def _write(
 ) -> None:
     schema = polars_schema(table)
     frame = frame.select(schema.names()).cast(dict(schema))
-    lake.write_partitions(table, frame, wanted, writer, frame.select(key.alias("k"))["k"])
+    lake.write_partitions(table, frame, wanted, writer, frame.with_columns(key.alias("k"))["k"])
 
 
 def _journal_results(journal: Journal, prefix: str = "") -> list[dg.AssetCheckResult]:
