@@ -14,7 +14,15 @@ from datetime import date
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from pm_accounting_pipeline.core.money import is_currency
 
@@ -181,9 +189,9 @@ MONETARY_ROLES = ("accounts_receivable", "intercompany_receivable", "intercompan
 class Revaluation(_Model):
     """IAS 21 period-end retranslation: which balances are monetary items."""
 
-    monetary_roles: list[Literal["accounts_receivable", "intercompany_receivable", "intercompany_payable"]] = list(
-        MONETARY_ROLES
-    )
+    monetary_roles: list[
+        Literal["accounts_receivable", "intercompany_receivable", "intercompany_payable"]
+    ] = list(MONETARY_ROLES)
 
 
 class GroupSettings(_Model):
@@ -342,7 +350,9 @@ def check_group(v: GroupSettings, info: ValidationInfo) -> GroupSettings:
     for i, a in enumerate(v.intercompany):
         for side in ("provider", "recipient"):
             if getattr(a, side) not in entities:
-                problems.append(f"intercompany[{i}].{side}: unknown entity {getattr(a, side)!r} (known: {known})")
+                problems.append(
+                    f"intercompany[{i}].{side}: unknown entity {getattr(a, side)!r} (known: {known})"
+                )
     _raise(problems)
     return v
 
@@ -357,7 +367,9 @@ def check_allocations(v: AllocationSettings, info: ValidationInfo) -> Allocation
         if projects is not None:
             for name in [*p.projects, *p.fixed_split]:
                 if name not in projects:
-                    problems.append(f"pools[{i}]: unknown project {name!r} (use a customer_job or project code)")
+                    problems.append(
+                        f"pools[{i}]: unknown project {name!r} (use a customer_job or project code)"
+                    )
     _raise(problems)
     return v
 
@@ -379,11 +391,17 @@ def check_capex(v: CapexSettings, info: ValidationInfo) -> CapexSettings:
 ExchangeRatesField = Annotated[
     ExchangeRates, AfterValidator(check_exchange_rates), Field(exclude_if=lambda v: v == ExchangeRates())
 ]
-GroupField = Annotated[GroupSettings, AfterValidator(check_group), Field(exclude_if=lambda v: v == GroupSettings())]
-AllocationsField = Annotated[
-    AllocationSettings, AfterValidator(check_allocations), Field(exclude_if=lambda v: v == AllocationSettings())
+GroupField = Annotated[
+    GroupSettings, AfterValidator(check_group), Field(exclude_if=lambda v: v == GroupSettings())
 ]
-CapexField = Annotated[CapexSettings, AfterValidator(check_capex), Field(exclude_if=lambda v: v == CapexSettings())]
+AllocationsField = Annotated[
+    AllocationSettings,
+    AfterValidator(check_allocations),
+    Field(exclude_if=lambda v: v == AllocationSettings()),
+]
+CapexField = Annotated[
+    CapexSettings, AfterValidator(check_capex), Field(exclude_if=lambda v: v == CapexSettings())
+]
 
 
 def group_account(doc: Any, entity: str, role: str) -> str:

@@ -67,7 +67,9 @@ def daily(rows: list[dict[str, Any]], mapping: MappingDocument, provider: object
     return run_daily(make_raw(rows), mapping, provider)  # type: ignore[arg-type]
 
 
-def invoices_for(fx: pl.DataFrame, mapping: MappingDocument, entity: str, start: date, end: date) -> InvoiceBatch:
+def invoices_for(
+    fx: pl.DataFrame, mapping: MappingDocument, entity: str, start: date, end: date
+) -> InvoiceBatch:
     return build_invoices(fx, mapping, entity, start, end)
 
 
