@@ -102,8 +102,12 @@ def detect_changes(
     """Compare the register (`ledger.billing_line_sources` rows) with current items (ITEM_SCHEMA)
     of the billed periods and the period [period_start, period_end] being billed; see the module
     docstring."""
-    reg = _register_totals(register)
     cur = current.select(ITEM_SCHEMA.names())
+    if register.height == 0:
+        # Nothing billed yet: everything of the period is new, nothing else can have changed.
+        new = cur.filter(pl.col("work_date").is_between(period_start, period_end))
+        return Changes(new=new, changes=pl.DataFrame(schema=ITEM_SCHEMA))
+    reg = _register_totals(register)
     in_register = cur.join(reg.select(ITEM_KEY), on=ITEM_KEY, how="semi")
     fresh = cur.join(reg.select(ITEM_KEY), on=ITEM_KEY, how="anti")
     # Unbilled work of a later period waits for that period's run.
@@ -185,7 +189,7 @@ def detect_changes(
         ],
         how="vertical",
     ).sort(["customer_ref", "currency", "source_system", "source_id"])
-    return Changes(new=new.sort(["customer_ref", "currency", "source_system", "source_id"]), changes=changes)
+    return Changes(new=new, changes=changes)
 
 
 def _register_totals(register: pl.DataFrame) -> pl.DataFrame:

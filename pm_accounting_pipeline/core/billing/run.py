@@ -147,7 +147,7 @@ def bill_period(inp: BillingInputs) -> BillingResult:
         client_doc[(ref, cur)] = doc_id
         return doc_id
 
-    names = dict(zip(fx["customer_ref"], fx["client_name"], strict=True)) if fx.height else {}
+    names = dict(fx.select("customer_ref", "client_name").unique("customer_ref", keep="first").iter_rows())
     names.update({ref: c.name for ref, c in clients.items()})
 
     # 1. new work of the month
