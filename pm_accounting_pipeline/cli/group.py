@@ -33,7 +33,7 @@ def _mapping():
     try:
         return load_mapping(settings.config_path())
     except MappingDocumentError as exc:
-        err.print(f"[red]{exc}[/red]")
+        err.print(f"[red]{exc}[/red]", soft_wrap=True)
         raise typer.Exit(2) from None
 
 
@@ -132,12 +132,13 @@ def refresh_ecb(
     try:
         done = provider.refresh()
     except FxSourceError as exc:
-        err.print(f"[red]{exc}[/red]")
+        err.print(f"[red]{exc}[/red]", soft_wrap=True)
         raise typer.Exit(1) from None
     state = "not modified" if done.not_modified else f"{done.fetched_days} day(s) fetched"
     console.print(
         f"ECB feed {provider.url}: {state} in {done.attempts} attempt(s); cache {provider.cache_path} holds "
-        f"{done.cached_days} day(s), {done.first} .. {done.last}"
+        f"{done.cached_days} day(s), {done.first} .. {done.last}",
+        soft_wrap=True,
     )
 
 
@@ -158,7 +159,7 @@ def show_rate(
     try:
         provider = provider_for(mapping, settings.data_dir())
     except FxSourceError as exc:
-        err.print(f"[red]{exc}[/red]")
+        err.print(f"[red]{exc}[/red]", soft_wrap=True)
         raise typer.Exit(2) from None
     got = provider.lookup(from_currency.upper(), to_currency.upper(), _day(on, "date"), client, rate_type)
     if got is None:
@@ -169,7 +170,8 @@ def show_rate(
     rate, rate_date, source, kind = got
     console.print(
         f"{rate} {to_currency.upper()} per 1 {from_currency.upper()} ({from_currency.upper()}->{to_currency.upper()}), "
-        f"published {rate_date}, source {source}, type {kind}"
+        f"published {rate_date}, source {source}, type {kind}",
+        soft_wrap=True,
     )
 
 

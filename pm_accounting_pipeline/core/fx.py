@@ -190,6 +190,11 @@ def enrich(rated: pl.DataFrame, mapping: MappingDocument, provider: RateProvider
     def non_identity(leg: str) -> pl.Expr:
         return pl.when(pl.col(f"_{leg}_source") != "identity").then(pl.col(f"_{leg}_source"))
 
+    # A provider with client-scoped (contract) rates sets `per_client`: the transaction-currency
+    # legs are then asked per customer_ref; the cost leg (functional -> reporting) never is.
+    by_client = bool(getattr(provider, "per_client", False))
+    client = ["customer_ref"] if by_client else []
+
     # Rates and conversion factors per distinct (entity, currency, date): few, however many rows.
     def per_combo(combos: pl.DataFrame) -> pl.DataFrame:
         combos = combos.with_columns(
@@ -202,18 +207,25 @@ def enrich(rated: pl.DataFrame, mapping: MappingDocument, provider: RateProvider
                     pl.col(a).alias("from_currency"),
                     pl.col(b).alias("to_currency"),
                     pl.col("work_date").alias("date"),
+                    *[(pl.lit(None, dtype=pl.String) if leg == "cr" else pl.col(c)).alias(c) for c in client],
                 )
-                for a, b in legs.values()
+                for leg, (a, b) in legs.items()
             ]
         ).unique()
         answers = provider.rates(pairs).select(
-            "from_currency", "to_currency", "date", "rate", "rate_date", "source", "rate_type"
+            "from_currency", "to_currency", "date", *client, "rate", "rate_date", "source", "rate_type"
         )
         for leg, (a, b) in legs.items():
+            scoped = client if leg != "cr" else []
+            leg_answers = (
+                answers if scoped or not by_client else answers.filter(pl.col("customer_ref").is_null())
+            )
             combos = combos.join(
-                answers.rename({c: f"_{leg}_{c}" for c in ("rate", "rate_date", "source", "rate_type")}),
-                left_on=[a, b, "work_date"],
-                right_on=["from_currency", "to_currency", "date"],
+                leg_answers.drop([c for c in client if c not in scoped]).rename(
+                    {c: f"_{leg}_{c}" for c in ("rate", "rate_date", "source", "rate_type")}
+                ),
+                left_on=[a, b, "work_date", *scoped],
+                right_on=["from_currency", "to_currency", "date", *scoped],
                 how="left",
             )
         return combos.with_columns(
@@ -230,7 +242,7 @@ def enrich(rated: pl.DataFrame, mapping: MappingDocument, provider: RateProvider
             _rp_div=_divisor(d("reporting_currency")),
         )
 
-    df = lookup_distinct(rated, ["entity", "currency", "work_date"], per_combo)
+    df = lookup_distinct(rated, ["entity", "currency", "work_date", *client], per_combo)
     schema = polars_schema("staging.fx_billables")
     lf = df.lazy()
     fx = (

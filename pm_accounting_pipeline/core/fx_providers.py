@@ -495,6 +495,11 @@ class CompositeRateProvider:
     rate_type: RateType = "spot"
     name: str = "composite"
 
+    @property
+    def per_client(self) -> bool:
+        """Whether rates depend on the client (core.fx.enrich then passes customer_ref)."""
+        return self.contracts is not None and "contract" in self.precedence
+
     def __post_init__(self) -> None:
         known = {"contract", "manual", *self.market}
         unknown = [p for p in self.precedence if p not in known]

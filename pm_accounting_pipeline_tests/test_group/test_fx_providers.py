@@ -334,3 +334,42 @@ def test_sandbox_control_api_sets_faults_over_http(tmp_path: Path):
         assert http.post(f"{server.url}/_sandbox/faults?kind=status&status=500&count=1").status_code == 204
         assert http.get(server.feed_url("daily")).status_code == 500
         assert http.get(server.feed_url("daily")).status_code == 200
+
+
+def test_contract_rates_reach_the_converted_billables_of_their_client_only():
+    m = group_mapping(
+        exchange_rates={
+            "precedence": ["contract", "manual"],
+            "contracts": [
+                {
+                    "id": "gulf-msa",
+                    "client": "Gulf Partners",
+                    "from_currency": "KWD",
+                    "to_currency": "USD",
+                    "rate": "3.25",
+                }
+            ],
+        }
+    )
+    p = hand_rates()
+    p.precedence, p.contracts = (
+        ("contract", "manual"),
+        ContractRates(m.exchange_rates.contracts, {"Gulf Partners": "C-GULF"}),
+    )
+    assert p.per_client
+    raw = make_raw(
+        [
+            {"client": "Gulf Partners", "project": "Audit", "hours_raw": "1.5"},
+            {"client": "Acme Corporation", "project": "Website", "hours_raw": "1"},
+        ]
+    )
+    fx = enrich(rate(clean_and_map(raw, m).work_items, m).rated, m, p).fx
+    gulf = fx.filter(pl.col("currency") == "KWD").row(0, named=True)
+    # 67.688 KWD x 3.25 (contract) = 219.986 -> 219.99 USD.
+    assert (gulf["amount_functional_minor"], gulf["fx_rate_type"], gulf["fx_rate_source"]) == (
+        21999,
+        "contract",
+        "contract:gulf-msa",
+    )
+    acme = fx.filter(pl.col("currency") == "USD").row(0, named=True)
+    assert (acme["fx_rate_type"], acme["amount_functional_minor"]) == ("spot", 15000)
