@@ -154,23 +154,20 @@ def build_recharges(
             Journal.empty(),
             pl.DataFrame(schema=polars_schema("ledger.intercompany_links")),
         )
-    # The agreement valid on each work date (the most recent valid_from when several are).
-    matched = (
-        rows.with_row_index("_i")
-        .join(_agreements(mapping), on=["employer", "entity"], how="left")
+    # The agreement valid on each work date (the most recent valid_from when several are),
+    # resolved once per distinct (employer, entity, work date).
+    combos = rows.select("employer", "entity", "work_date").unique()
+    chosen = (
+        combos.join(_agreements(mapping), on=["employer", "entity"], how="inner")
         .filter(
-            pl.col("agreement_id").is_null()
-            | (
-                (pl.col("valid_from").is_null() | (pl.col("work_date") >= pl.col("valid_from")))
-                & (pl.col("valid_to").is_null() | (pl.col("work_date") <= pl.col("valid_to")))
-            )
+            (pl.col("valid_from").is_null() | (pl.col("work_date") >= pl.col("valid_from")))
+            & (pl.col("valid_to").is_null() | (pl.col("work_date") <= pl.col("valid_to")))
         )
-        .sort("_i", pl.col("valid_from").fill_null(date.min), "agreement_id", descending=[False, True, False])
-        .unique("_i", keep="first", maintain_order=True)
+        .sort(pl.col("valid_from").fill_null(date.min), "agreement_id", descending=[True, False])
+        .unique(["employer", "entity", "work_date"], keep="first")
+        .drop("valid_from", "valid_to")
     )
-    uncovered = rows.with_row_index("_i").join(
-        matched.filter(pl.col("agreement_id").is_not_null()).select("_i"), on="_i", how="anti"
-    )
+    uncovered = rows.join(chosen, on=["employer", "entity", "work_date"], how="anti")
     if uncovered.height:
         ex = (
             uncovered.select("employer", "entity", "person_name", "work_date").unique().sort(pl.all()).head(5)
@@ -180,6 +177,7 @@ def build_recharges(
             "another: "
             + "; ".join(f"{e} employs {p!r}, billed by {r} on {d}" for e, r, p, d in ex.iter_rows())
         )
+    matched = rows.join(chosen, on=["employer", "entity", "work_date"], how="inner")
     ent_b = mapping.entity(recipient)
     fc_b, rc = ent_b.functional_currency, mapping.reporting_currency
     mode = mapping.rounding.money_mode
