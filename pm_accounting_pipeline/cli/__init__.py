@@ -265,9 +265,12 @@ def sandbox_harvest(
 
 
 def _register_subcommands() -> None:
-    from pm_accounting_pipeline.cli import posting
+    from pm_accounting_pipeline.cli import billing, group, posting
 
     posting.register(app, sandbox_app)
+    group.register(app, sandbox_app)
+    app.add_typer(billing.clients_app, name="clients")
+    app.add_typer(billing.billing_app, name="billing")
 
 
 _register_subcommands()

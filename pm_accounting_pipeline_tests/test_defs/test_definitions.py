@@ -15,6 +15,15 @@ EXPECTED_ASSETS = {
     "staging/fx_billables": ("staging", "daily"),
     "ledger/accrual_entries": ("ledger", "daily"),
     "ledger/invoices": ("ledger", "monthly"),
+    "ledger/billing_documents": ("ledger", "monthly"),
+    "staging/client_matches": ("staging", "daily"),
+    "ledger/payments": ("group", "monthly"),
+    "ledger/fx_revaluation": ("group", "monthly"),
+    "ledger/intercompany_recharges": ("group", "monthly"),
+    "ledger/allocations": ("group", "monthly"),
+    "ledger/capex": ("group", "monthly"),
+    "ledger/eliminations": ("group", "monthly"),
+    "posting/posted_ledger_entries": ("posting", None),
     "analytics/trial_balance": ("analytics", None),
     "analytics/project_profitability": ("analytics", None),
     "analytics/quarantine_summary": ("analytics", None),
@@ -63,8 +72,7 @@ def test_asset_keys_groups_and_partitions_are_as_published(demo_env) -> None:
             entity_dim = next(d for d in pdef.partitions_defs if d.name == "entity").partitions_def
             assert entity_dim.get_partition_keys() == ["de", "uk", "us"]
         seen[key.to_user_string()] = (node.group_name, kind)
-    from_helpers = {k for k in seen if k.startswith("posting/")}
-    assert {k: v for k, v in seen.items() if k not in from_helpers} == EXPECTED_ASSETS
+    assert seen == EXPECTED_ASSETS
 
 
 def test_every_layer_has_its_blocking_checks(demo_env) -> None:
