@@ -259,3 +259,10 @@ def test_credit_and_refund_files_are_parsed_and_bad_rows_rejected(tmp_path) -> N
         "the file has no column(s) ['credit_id', 'document_number', 'date', 'reason']"
         in parsed.rejected["detail"][4]
     )
+
+
+def test_a_rerun_reports_a_rejected_request_once(march) -> None:
+    bad = [{"credit_id": "x", "document_number": "nope", "date": date(2026, 4, 10), "reason": "x"}]
+    first = _april(march, credits=bad)
+    again, _ = bill_month(mapping_with(), ROWS, APRIL, prior=march.state, frozen=first.state, credits=bad)
+    assert again.state.rejections["reason"].to_list() == ["unknown_document"]

@@ -467,7 +467,9 @@ def bill_period(inp: BillingInputs) -> BillingResult:
         credit_status_manual,
         currencies,
     )
-    partition = inp.frozen.concat(state_new)
+    # Issued documents and their settlements are kept; rejected requests are judged afresh each run.
+    kept = BillingState(**{**inp.frozen.__dict__, "rejections": inp.frozen.rejections.head(0)})
+    partition = kept.concat(state_new)
     all_documents = pl.concat(
         [
             known.documents,
@@ -499,7 +501,7 @@ def bill_period(inp: BillingInputs) -> BillingResult:
             "documents": new_docs.select(polars_schema("ledger.billing_documents").names()),
         }
     )
-    partition = inp.frozen.concat(state_new).shaped()
+    partition = kept.concat(state_new).shaped()
     return BillingResult(
         state=partition,
         ledger=ledger,
