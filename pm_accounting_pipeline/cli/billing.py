@@ -49,7 +49,7 @@ def _lake():
 def _table(frame: pl.DataFrame, title: str | None = None) -> Table:
     table = Table(title=title, show_edge=False)
     for col in frame.columns:
-        table.add_column(col)
+        table.add_column(col, overflow="fold")
     for row in frame.iter_rows():
         table.add_row(*["" if v is None else str(v) for v in row])
     return table

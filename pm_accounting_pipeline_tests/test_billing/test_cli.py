@@ -24,6 +24,17 @@ app.add_typer(clients_app, name="clients")
 app.add_typer(billing_app, name="billing")
 
 
+@pytest.fixture(autouse=True)
+def _wide_console(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tables as a wide terminal shows them, whatever the test runner's terminal is."""
+    from rich.console import Console
+
+    import pm_accounting_pipeline.cli.billing as billing_cli
+
+    monkeypatch.setattr(billing_cli, "console", Console(width=220))
+    monkeypatch.setattr(billing_cli, "err", Console(width=220, stderr=True))
+
+
 @pytest.fixture
 def env(tmp_path: Path) -> dict[str, str]:
     data = mapping_dict()
@@ -54,7 +65,7 @@ def env(tmp_path: Path) -> dict[str, str]:
         "billing",
         pl.lit("2026-03-02"),
     )
-    return {"PM_ACCOUNTING_CONFIG": str(config), "PM_ACCOUNTING_DATA": str(tmp_path), "COLUMNS": "220"}
+    return {"PM_ACCOUNTING_CONFIG": str(config), "PM_ACCOUNTING_DATA": str(tmp_path)}
 
 
 def test_review_lists_spellings_and_accept_records_the_suggested_client(env) -> None:

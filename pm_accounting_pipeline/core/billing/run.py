@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date
 from decimal import Decimal, InvalidOperation
 
 import polars as pl
@@ -193,13 +193,12 @@ def bill_period(inp: BillingInputs) -> BillingResult:
 
     pending_decreases = decreases
     if mapping.billing.corrections == "next_invoice":
-        keyed = decreases.with_columns(
-            _doc=pl.struct("customer_ref", "currency").map_elements(
-                lambda s: client_doc.get((s["customer_ref"], s["currency"])), return_dtype=pl.String
-            )
-            if decreases.height
-            else pl.lit(None, dtype=pl.String)
+        docs_of = pl.DataFrame(
+            [(ref, cur, doc) for (ref, cur), doc in client_doc.items()],
+            schema={"customer_ref": pl.String, "currency": pl.String, "_doc": pl.String},
+            orient="row",
         )
+        keyed = decreases.join(docs_of, on=["customer_ref", "currency"], how="left", maintain_order="left")
         on_invoice = keyed.filter(pl.col("_doc").is_not_null())
         if on_invoice.height:
             assigned.append(
@@ -657,10 +656,11 @@ def _number(
             seqs[doc_id] = floor[fam]
     return docs.with_columns(
         sequence=pl.col("document_id").replace_strict(seqs, return_dtype=pl.Int64),
-        document_number=pl.struct("_family", "document_id").map_elements(
-            lambda r: fmt(
-                credit_format if r["_family"] == "credit_memo" else invoice_format, seqs[r["document_id"]]
-            ),
+        document_number=pl.col("document_id").replace_strict(
+            {
+                doc_id: fmt(credit_format if fam == "credit_memo" else invoice_format, seqs[doc_id])
+                for fam, doc_id in docs.select("_family", "document_id").iter_rows()
+            },
             return_dtype=pl.String,
         ),
     ).drop("_family")
@@ -964,11 +964,8 @@ def _state(
         entity=pl.lit(entity),
         period_start=pl.lit(m0),
         period_end=pl.lit(m1),
-        due_date=pl.struct("issue_date", "customer_ref").map_elements(
-            lambda s: s["issue_date"] + timedelta(days=terms.get(s["customer_ref"], 30)), return_dtype=pl.Date
-        )
-        if docs.height
-        else pl.lit(None, dtype=pl.Date),
+        due_date=pl.col("issue_date")
+        + pl.duration(days=pl.col("customer_ref").replace_strict(terms, default=30, return_dtype=pl.Int64)),
         issued_in=pl.lit(m0),
         corrects_document_number=pl.col("corrects_document_id").replace_strict(
             numbers, default=None, return_dtype=pl.String
@@ -1043,7 +1040,6 @@ def _state(
     cs = _credit_status(credited, docs, numbers, manual_credits, entity, m0)
 
     rj_schema = polars_schema("ledger.billing_rejections")
-    rej = inp.credits.rejected if inp.credits is not None else None
     parts = []
     for r in (inp.credits, inp.refunds):
         if r is not None and r.rejected.height:
@@ -1064,7 +1060,6 @@ def _state(
                 orient="row",
             )
         )
-    del rej
     rejected = (
         pl.concat(
             [p.select("input", "source_file", "source_row", "reason", "detail", "record") for p in parts],
