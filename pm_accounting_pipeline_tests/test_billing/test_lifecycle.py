@@ -288,3 +288,20 @@ def test_late_approval_is_billed_on_the_next_invoice(tmp_path: Path) -> None:
     # 3 h x 150.00 = 450.00 + 8% on an April invoice
     assert _docs(books)[1] == ("us-202604-0001", "invoice", None, 48600, 48600)
     _assert_books_consistent(books)
+
+
+def test_jpy_correction_credits_whole_yen_at_the_frozen_rate(tmp_path: Path) -> None:
+    books = _books(tmp_path)
+    tokyo = {"client": "Tokyo Trading KK", "project": "Import"}
+    books.load([acme("t1", "3", 4, **tokyo)], [MARCH])
+    books.close(MARCH)  # 3 h x 12345 = 37035 JPY + 8% (2962.8 -> 2963) = 39998
+    books.load([acme("t1", "2.5", 4, **tokyo)], [MARCH, APRIL])
+    books.close(APRIL)
+    # 2.5 h x 12345 = 30862.5 -> 30863, so -6172 JPY; tax 8% of -6172 = -493.76 -> -494; total -6666
+    assert _docs(books) == [
+        ("us-202603-0001", "invoice", None, 39998, 39998),
+        ("us-CN-202604-0001", "credit_memo", "us-202603-0001", -6666, -6666),
+    ]
+    tb = balances(books.journal())
+    assert tb.get(("1210", "JPY"), Decimal(0)) == 0
+    assert tb[("1200", "JPY")] == Decimal(39998 - 6666)
