@@ -7,6 +7,7 @@ tables and the contract.
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import dagster as dg
 import pandera.polars as pa
@@ -15,7 +16,8 @@ import polars as pl
 from pm_accounting_pipeline.config.schema import MappingDocument
 from pm_accounting_pipeline.contracts.layers import FxBillable, RatedBillable, WorkItem
 from pm_accounting_pipeline.core.clean import clean_and_map
-from pm_accounting_pipeline.core.fx import EcbOfflineProvider, enrich
+from pm_accounting_pipeline.core.fx import enrich
+from pm_accounting_pipeline.core.fx_providers import provider_for
 from pm_accounting_pipeline.core.rating import rate
 from pm_accounting_pipeline.defs.metadata import (
     accounting_check,
@@ -34,18 +36,22 @@ RATED_BILLABLES = dg.AssetKey(["staging", "rated_billables"])
 FX_BILLABLES = dg.AssetKey(["staging", "fx_billables"])
 
 
-def _clean(frame: pl.DataFrame, mapping: MappingDocument) -> tuple[pl.DataFrame, pl.DataFrame]:
+def _clean(
+    frame: pl.DataFrame, mapping: MappingDocument, data_dir: Path
+) -> tuple[pl.DataFrame, pl.DataFrame]:
     res = clean_and_map(frame, mapping)
     return res.work_items, res.quarantine
 
 
-def _rate(frame: pl.DataFrame, mapping: MappingDocument) -> tuple[pl.DataFrame, pl.DataFrame]:
+def _rate(frame: pl.DataFrame, mapping: MappingDocument, data_dir: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
     res = rate(frame, mapping)
     return res.rated, res.quarantine
 
 
-def _fx(frame: pl.DataFrame, mapping: MappingDocument) -> tuple[pl.DataFrame, pl.DataFrame]:
-    res = enrich(frame, mapping, EcbOfflineProvider())
+def _fx(frame: pl.DataFrame, mapping: MappingDocument, data_dir: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
+    # The configured providers (manual overrides, client contract rates, ECB feed or the offline
+    # ECB history) behind one interface; with no exchange_rates section this is the offline ECB.
+    res = enrich(frame, mapping, provider_for(mapping, data_dir))
     return res.fx, res.quarantine
 
 
@@ -58,7 +64,7 @@ class Layer:
     table: str
     writer: str
     model: type[pa.DataFrameModel]
-    transform: Callable[[pl.DataFrame, MappingDocument], tuple[pl.DataFrame, pl.DataFrame]]
+    transform: Callable[[pl.DataFrame, MappingDocument, Path], tuple[pl.DataFrame, pl.DataFrame]]
     description: str
     amount: tuple[str, str] | None  # (currency column, minor column) for totals in the UI
 
@@ -136,7 +142,7 @@ def _build(layer: Layer, parts: PipelinePartitions) -> dg.AssetsDefinition:
         lake = pipeline.lake()
         wanted = context_partitions(context)
         upstream = lake.read(layer.upstream_table, wanted, writer=layer.upstream_writer)
-        accepted, quarantine = layer.transform(upstream, mapping)
+        accepted, quarantine = layer.transform(upstream, mapping, pipeline.paths.data_dir)
         counts = lake.write_partitions(layer.table, accepted, wanted, layer.writer, pl.col("work_date"))
         lake.write_partitions(
             "staging.quarantine", quarantine, wanted, layer.writer, pl.col("partition_date")
