@@ -111,7 +111,13 @@ def phase_floor(work: Path) -> dict:
                 pl.col("Hours").str.replace(",", ".").cast(pl.Decimal(12, 4), strict=False).alias("hours"),
             )
         )
-    rates = pl.concat(frames).select("task").unique().with_columns(pl.lit("150.00").cast(pl.Decimal(18, 4)).alias("rate")).lazy()
+    rates = (
+        pl.concat(frames)
+        .select("task")
+        .unique()
+        .with_columns(pl.lit("150.00").cast(pl.Decimal(18, 4)).alias("rate"))
+        .lazy()
+    )
     out = (
         pl.concat(frames)
         .join(rates, on="task", how="left")

@@ -118,7 +118,9 @@ class Entity(_Model):
     def _accounts(cls, v: dict[str, str]) -> dict[str, str]:
         unknown = sorted(set(v) - set(ChartOfAccounts.model_fields))
         if unknown:
-            raise ValueError(f"unknown account role(s) {unknown}; known: {sorted(ChartOfAccounts.model_fields)}")
+            raise ValueError(
+                f"unknown account role(s) {unknown}; known: {sorted(ChartOfAccounts.model_fields)}"
+            )
         return v
 
     @field_validator("invoice_number_format")
@@ -295,7 +297,9 @@ class MappingDocument(_Model):
     @classmethod
     def _version(cls, v: int) -> int:
         if v not in SUPPORTED_VERSIONS:
-            raise ValueError(f"unsupported mapping document version {v}; this release reads {SUPPORTED_VERSIONS}")
+            raise ValueError(
+                f"unsupported mapping document version {v}; this release reads {SUPPORTED_VERSIONS}"
+            )
         return v
 
     @model_validator(mode="after")
@@ -394,5 +398,7 @@ def load_mapping(path: str | Path) -> MappingDocument:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(document)"
-        raise MappingDocumentError(str(p), [f"{where}: not valid YAML: {getattr(exc, 'problem', exc)}"]) from None
+        raise MappingDocumentError(
+            str(p), [f"{where}: not valid YAML: {getattr(exc, 'problem', exc)}"]
+        ) from None
     return parse_mapping(data, str(p))

@@ -222,7 +222,7 @@ class DepreciationSchedule(pa.DataFrameModel):
 
     class Config(_Strict):
         name = "ledger.depreciation_schedule"
-        unique = ["asset_id", "period"]  # noqa: RUF012 (pandera reads a list)
+        unique = ["asset_id", "period"]
 
 
 class EntryLink(pa.DataFrameModel):
@@ -238,7 +238,7 @@ class EntryLink(pa.DataFrameModel):
 
     class Config(_Strict):
         name = "ledger.entry_links"
-        unique = ["entry_id", "link_type", "linked_entry_id"]  # noqa: RUF012 (pandera reads a list)
+        unique = ["entry_id", "link_type", "linked_entry_id"]
 
 
 GROUP_TABLES: dict[str, type[pa.DataFrameModel]] = {

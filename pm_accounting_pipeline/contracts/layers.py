@@ -9,8 +9,8 @@ ledger also carries exact DECIMAL(18,3) columns for people.
 
 from __future__ import annotations
 
-import polars as pl
 import pandera.polars as pa
+import polars as pl
 from pandera.engines import polars_engine as pe
 
 CONTRACT_VERSION = "1.0.0"
@@ -76,7 +76,13 @@ GROUP_ENTRY_TYPES = (
 # Entry types of billing (core/billing): adjustments that finalise an invoice (discounts, tax,
 # retainer drawdown, corrections carried), retainer invoices, credit memos, refunds, and
 # corrections booked without a document (the invoiced rate stays frozen).
-BILLING_ENTRY_TYPES = ("invoice_adjustment", "retainer_invoice", "credit_memo", "refund", "billing_correction")
+BILLING_ENTRY_TYPES = (
+    "invoice_adjustment",
+    "retainer_invoice",
+    "credit_memo",
+    "refund",
+    "billing_correction",
+)
 
 
 class _Strict:
@@ -93,7 +99,9 @@ class RawTimeEntry(pa.DataFrameModel):
 
     entity: str
     work_date: pl.Date
-    source_system: str = pa.Field(isin=["harvest_csv", "canonical_csv", "canonical_json", "harvest_api", "toggl_csv"])
+    source_system: str = pa.Field(
+        isin=["harvest_csv", "canonical_csv", "canonical_json", "harvest_api", "toggl_csv"]
+    )
     source_file: str
     file_hash: str
     source_row: pl.Int64 = pa.Field(ge=1)
@@ -228,7 +236,9 @@ class JournalEntry(pa.DataFrameModel):
     entry_id: str = pa.Field(unique=True)
     entity: str
     posting_date: pl.Date
-    entry_type: str = pa.Field(isin=["revenue_accrual", "cost_accrual", "invoice", *GROUP_ENTRY_TYPES, *BILLING_ENTRY_TYPES])
+    entry_type: str = pa.Field(
+        isin=["revenue_accrual", "cost_accrual", "invoice", *GROUP_ENTRY_TYPES, *BILLING_ENTRY_TYPES]
+    )
     currency: str
     description: str
     document_id: str = pa.Field(nullable=True)
@@ -370,6 +380,6 @@ def empty_frame(table: str) -> pl.DataFrame:
 
 
 # The group tables register themselves in TABLES (payments, revaluations, intercompany, allocations).
-import pm_accounting_pipeline.contracts.group  # noqa: E402, F401
 # The billing tables register themselves in TABLES (documents, settlements, retainers, credits).
-import pm_accounting_pipeline.contracts.billing  # noqa: E402, F401
+import pm_accounting_pipeline.contracts.billing  # noqa: E402
+import pm_accounting_pipeline.contracts.group  # noqa: E402, F401

@@ -144,9 +144,8 @@ def test_analyst_queries_while_a_backfill_runs_and_parallel_entity_runs_do_not_c
 
 
 def test_rerunning_the_same_partitions_gives_byte_identical_files(copied_env) -> None:
-    from pm_accounting_pipeline_tests.conftest import fast_instance
-
     from pm_accounting_pipeline.lib.runner import run_range
+    from pm_accounting_pipeline_tests.conftest import fast_instance
 
     start, end = copied_env.demo_config.start, copied_env.demo_config.end
     with fast_instance() as instance:
