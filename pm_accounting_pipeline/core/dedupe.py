@@ -264,9 +264,7 @@ def with_matched_names(
     # One row per distinct spelling, found by a row hash (a million rows hold a few hundred). Two
     # spellings sharing all 64 bits would leave one unmatched (quarantined), never mis-mapped.
     distinct = keys.select(pl.all().gather(keys.hash_rows(seed=0xC11E).arg_unique()))
-    decided = match_clients(distinct, mapping).filter(
-        pl.col("rule").is_in(["decision_merge", "fuzzy_auto"])
-    )
+    decided = match_clients(distinct, mapping).filter(pl.col("rule").is_in(["decision_merge", "fuzzy_auto"]))
     extra = (
         decided.group_by("name_key")
         .agg(pl.col("client_idx").unique())
