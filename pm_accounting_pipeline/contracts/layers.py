@@ -222,6 +222,7 @@ class FxBillable(RatedBillable):
     fx_rate_date: pl.Date
     fx_rate_source: str
     fx_rate_type: str = pa.Field(isin=["spot", "contract", "monthly_average"])
+    fx_rate_direction: str = pa.Field(isin=["target_per_source"])
     amount_functional_minor: pl.Int64 = pa.Field(ge=0)
     amount_reporting_minor: pl.Int64 = pa.Field(ge=0)
     cost_reporting_minor: pl.Int64 = pa.Field(ge=0)

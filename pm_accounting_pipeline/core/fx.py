@@ -251,6 +251,8 @@ def enrich(rated: pl.DataFrame, mapping: MappingDocument, provider: RateProvider
             fx_rate_functional=pl.col("_fn_rate"),
             fx_rate_reporting=pl.col("_rp_rate"),
             fx_rate_cost_reporting=pl.col("_cr_rate"),
+            # Every rate on the row is quoted as target-currency units per one source-currency unit.
+            fx_rate_direction=pl.lit("target_per_source"),
             amount_functional_minor=_convert(
                 pl.col("amount_minor"), pl.col("_fn_factor"), pl.col("_fn_div"), mode
             ),
