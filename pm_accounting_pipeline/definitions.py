@@ -14,7 +14,7 @@ import dagster as dg
 from pm_accounting_pipeline.config.schema import load_mapping
 from pm_accounting_pipeline.defs.analytics.assets import ANALYTICS_ASSETS
 from pm_accounting_pipeline.defs.automation import build_landing_sensor, build_schedules
-from pm_accounting_pipeline.defs.billing import build_billing_defs
+from pm_accounting_pipeline.defs.billing import BILLING_DOCUMENTS, build_billing_defs
 from pm_accounting_pipeline.defs.group import build_group_defs
 from pm_accounting_pipeline.defs.jobs import analytics_job, daily_job, harvest_api_job, invoice_job
 from pm_accounting_pipeline.defs.ledger.assets import ACCRUALS, INVOICES, build_ledger_assets
@@ -66,7 +66,9 @@ def build_definitions(data_dir: Path | None = None, config_path: Path | None = N
             ),
         },
     )
-    posting = build_posting_defs([ACCRUALS, INVOICES], data_dir=data_dir, config_path=config_path)
+    posting = build_posting_defs(
+        [ACCRUALS, INVOICES, BILLING_DOCUMENTS], data_dir=data_dir, config_path=config_path
+    )
     return dg.Definitions.merge(core, posting, build_billing_defs(parts), build_group_defs(parts))
 
 

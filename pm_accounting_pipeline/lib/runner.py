@@ -158,12 +158,17 @@ def run_range(
     if billing and runs[-1].success:
         months = complete_months(start, end)
         if months:
-            invoice = defs.resolve_job_def("monthly_billing")
-            for group in groups:
-                tags = range_tags(monthly_key(months[0], group[0]), monthly_key(months[-1], group[-1]))
-                runs.append(
-                    _execute(invoice, instance, tags, len(months) * len(group), progress, raise_on_error)
-                )
+            # Invoices first, then the billing documents (discounts, retainers, corrections) that
+            # book only their difference to the invoices; months in order within each run.
+            for job_name in ("monthly_billing", "billing_documents"):
+                job = defs.resolve_job_def(job_name)
+                for group in groups:
+                    if not all(r.success for r in runs):
+                        break
+                    tags = range_tags(monthly_key(months[0], group[0]), monthly_key(months[-1], group[-1]))
+                    runs.append(
+                        _execute(job, instance, tags, len(months) * len(group), progress, raise_on_error)
+                    )
     if analytics and all(r.success for r in runs):
         runs.append(
             _execute(defs.resolve_job_def("analytics_refresh"), instance, {}, 0, progress, raise_on_error)

@@ -39,7 +39,12 @@ def _csv_rows(demo_env) -> int:
 
 
 def test_every_run_and_blocking_check_passed(demo_run) -> None:
-    assert [r.job for r in demo_run.runs] == ["daily_pipeline", "monthly_billing", "analytics_refresh"]
+    assert [r.job for r in demo_run.runs] == [
+        "daily_pipeline",
+        "monthly_billing",
+        "billing_documents",
+        "analytics_refresh",
+    ]
     for r in demo_run.runs:
         assert r.success and not r.failed_steps and not r.failed_checks, r
 
