@@ -11,6 +11,7 @@ production uses PostgreSQL (`deploy/dagster.yaml`).
 
 from __future__ import annotations
 
+import fcntl
 import os
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -135,4 +136,12 @@ def get_instance(data_dir: Path) -> dg.DagsterInstance:
             }
         },
     )
-    return dg.DagsterInstance.from_ref(ref)
+    # Two CLI runs started together on a fresh DAGSTER_HOME would both create Dagster's SQLite
+    # tables ("table jobs already exists"); creating the instance under a file lock serialises that.
+    with (home / ".instance.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        instance = dg.DagsterInstance.from_ref(ref)
+        # Touch every storage while holding the lock, in case one is created lazily.
+        _ = (instance.run_storage, instance.event_log_storage, instance.schedule_storage)
+        instance.get_runs(limit=1)
+        return instance
