@@ -37,6 +37,16 @@ def build_partitions(mapping: MappingDocument) -> PipelinePartitions:
     return PipelinePartitions(daily=daily, monthly=monthly, entities=entities)
 
 
+def daily_to_monthly() -> dg.MultiPartitionMapping:
+    """A (month, entity) partition depends on every (day, entity) partition of that month."""
+    return dg.MultiPartitionMapping(
+        {
+            "date": dg.DimensionPartitionMapping("date", dg.TimeWindowPartitionMapping()),
+            "entity": dg.DimensionPartitionMapping("entity", dg.IdentityPartitionMapping()),
+        }
+    )
+
+
 def split_key(key: str | dg.MultiPartitionKey) -> tuple[str, str]:
     """A multi-partition key 'date|entity' as (entity, date-key)."""
     if isinstance(key, dg.MultiPartitionKey):

@@ -13,7 +13,7 @@ from pm_accounting_pipeline.core.dedupe import decision_log, review_list
 from pm_accounting_pipeline.core.fx import EcbOfflineProvider
 from pm_accounting_pipeline.defs.ledger.assets import INVOICES
 from pm_accounting_pipeline.defs.metadata import contract_check, md_table, totals_by_currency
-from pm_accounting_pipeline.defs.partitions import PipelinePartitions, context_partitions
+from pm_accounting_pipeline.defs.partitions import PipelinePartitions, context_partitions, daily_to_monthly
 from pm_accounting_pipeline.defs.raw.assets import RAW_TIME_ENTRIES
 from pm_accounting_pipeline.defs.resources import PipelineResource
 from pm_accounting_pipeline.defs.staging.assets import FX_BILLABLES
@@ -90,12 +90,7 @@ def build_billing_assets(parts: PipelinePartitions) -> list[dg.AssetsDefinition]
         deps=[
             dg.AssetDep(
                 FX_BILLABLES,
-                partition_mapping=dg.MultiPartitionMapping(
-                    {
-                        "date": dg.DimensionPartitionMapping("date", dg.TimeWindowPartitionMapping()),
-                        "entity": dg.DimensionPartitionMapping("entity", dg.IdentityPartitionMapping()),
-                    }
-                ),
+                partition_mapping=daily_to_monthly(),
             ),
             INVOICES,
         ],

@@ -21,7 +21,7 @@ from pm_accounting_pipeline.core.checks import assert_balanced
 from pm_accounting_pipeline.core.invoicing import build_invoices
 from pm_accounting_pipeline.core.ledger import build_accruals
 from pm_accounting_pipeline.defs.metadata import contract_check, md_table, totals_by_currency
-from pm_accounting_pipeline.defs.partitions import PipelinePartitions, context_partitions
+from pm_accounting_pipeline.defs.partitions import PipelinePartitions, context_partitions, daily_to_monthly
 from pm_accounting_pipeline.defs.resources import PipelineResource
 from pm_accounting_pipeline.defs.staging.assets import FX_BILLABLES
 from pm_accounting_pipeline.lib.lake import Lake
@@ -136,12 +136,7 @@ def build_ledger_assets(parts: PipelinePartitions) -> list[dg.AssetsDefinition]:
         deps=[
             dg.AssetDep(
                 FX_BILLABLES,
-                partition_mapping=dg.MultiPartitionMapping(
-                    {
-                        "date": dg.DimensionPartitionMapping("date", dg.TimeWindowPartitionMapping()),
-                        "entity": dg.DimensionPartitionMapping("entity", dg.IdentityPartitionMapping()),
-                    }
-                ),
+                partition_mapping=daily_to_monthly(),
             ),
             ACCRUALS,
         ],
