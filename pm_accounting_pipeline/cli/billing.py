@@ -172,16 +172,44 @@ def _month(value: str) -> date:
 
 @billing_app.command("run")
 def billing_run(
-    month: Annotated[str, typer.Option("--month", help="Billing month (YYYY-MM).")],
+    month: Annotated[str | None, typer.Option("--month", help="Billing month (YYYY-MM).")] = None,
     entity: Annotated[
         list[str] | None, typer.Option("--entity", help="Only these entities (repeatable).")
     ] = None,
+    client: Annotated[
+        str | None,
+        typer.Option("--client", help="Bill this on-demand client (customer_ref) now; needs --through."),
+    ] = None,
+    through: Annotated[
+        str | None, typer.Option("--through", help="With --client: bill its unbilled work up to this date.")
+    ] = None,
+    by: Annotated[str | None, typer.Option("--by", help="With --client: who asks.")] = None,
 ) -> None:
-    """Issue the month's billing documents from the lake (after `pm-accounting run` billed the month)."""
+    """Issue the month's billing documents from the lake (after `pm-accounting run` billed the month),
+    or, with --client and --through, record an on-demand billing request and issue it."""
     from pm_accounting_pipeline.core.fx import EcbOfflineProvider
-    from pm_accounting_pipeline.lib.billing import IncompletePeriodError, run_partition
+    from pm_accounting_pipeline.lib.billing import IncompletePeriodError, record_request, run_partition
 
     mapping = _mapping()
+    if client is not None or through is not None:
+        if client is None or through is None or month is not None:
+            err.print("[red]an on-demand run needs --client and --through (and no --month)[/red]")
+            raise typer.Exit(2)
+        try:
+            through_date = date.fromisoformat(through)
+        except ValueError:
+            err.print(f"[red]--through {through!r} is not an ISO date (YYYY-MM-DD)[/red]")
+            raise typer.Exit(2) from None
+        try:
+            ent_id, rid, new = record_request(settings.data_dir(), mapping, client, through_date, by)
+        except ValueError as exc:
+            err.print(f"[red]{exc}[/red]")
+            raise typer.Exit(2) from None
+        console.print(f"request {rid} {'recorded' if new else 'already recorded'} for {ent_id}")
+        month, entity = f"{through_date:%Y-%m}", [ent_id]
+    if month is None:
+        err.print("[red]give --month YYYY-MM, or --client REF --through YYYY-MM-DD[/red]")
+        raise typer.Exit(2)
     first = _month(month)
     entities = entity or mapping.entity_ids
     unknown = sorted(set(entities) - set(mapping.entity_ids))
@@ -197,6 +225,8 @@ def billing_run(
             run = run_partition(_lake(), settings.data_dir(), mapping, ent, first, provider)
         except IncompletePeriodError as exc:
             err.print(f"[red]{exc}[/red]")
+            if client is not None:
+                err.print(f"the request stays recorded and is issued by the {first:%Y-%m} billing run")
             failed = True
             continue
         docs = run.result.state.documents
@@ -208,7 +238,14 @@ def billing_run(
             console.print(
                 _table(
                     docs.select(
-                        "document_number", "document_type", "customer_ref", "currency", "total", "amount_due"
+                        "document_number",
+                        "document_type",
+                        "customer_ref",
+                        "period_start",
+                        "period_end",
+                        "currency",
+                        "total",
+                        "amount_due",
                     )
                 )
             )

@@ -1,8 +1,11 @@
 """Monthly invoicing: invoices, their lines and the invoice journal entries from billable work.
 
-One invoice per (customer_ref, currency) of an entity and period, with lines per (project, task).
-Numbers follow the entity's `invoice_number_format` with period = YYYYMM of the period start and a
-gap-free seq ordered by (customer_ref, currency). Issue date = period end; due date = issue date +
+One invoice per (customer_ref, currency, invoice period) of an entity and month, with lines per
+(project, task). The invoice period follows the client's billing cycle (`core.billing.cycles`):
+the month, or ISO weeks split at month end; on-demand clients are not invoiced here (their work
+stays in unbilled receivables until billing issues a requested invoice). Numbers follow the
+entity's `invoice_number_format` with period = YYYYMM of the month and a gap-free seq ordered by
+(period end, customer_ref, currency). Issue date = invoice period end; due date = issue date +
 the client's payment terms. invoice_id is uuid5 of (entity, customer_ref, currency, period) and
 deliberately not of the rule version, so re-running a period after a mapping change keeps the
 document's identity; its journal entry id, like every entry id, includes the rule version.
@@ -35,6 +38,7 @@ import polars as pl
 
 from pm_accounting_pipeline.config.schema import MappingDocument
 from pm_accounting_pipeline.contracts.layers import polars_schema
+from pm_accounting_pipeline.core.billing.cycles import with_periods
 from pm_accounting_pipeline.core.ids import stable_id
 from pm_accounting_pipeline.core.ledger import LINE_KEY, SOURCE_ROW_COLUMNS, LedgerBatch, assemble, money_expr
 from pm_accounting_pipeline.core.money import minor_digits
@@ -45,7 +49,7 @@ from pm_accounting_pipeline.core.rounding import (
     scaled_to_decimal_expr,
 )
 
-INVOICE_KEY = ["customer_ref", "currency"]
+INVOICE_KEY = ["customer_ref", "currency", "period_start", "period_end"]
 INVOICE_LINE_KEY = ["customer_job", "project_code", "project_name", "task_name", "item", "revenue_account"]
 
 
@@ -86,6 +90,9 @@ def build_invoices(
         & (pl.col("billing_status") == "billable")
         & (pl.col("amount_minor") > 0)
         & pl.col("work_date").is_between(period_start, period_end)
+    )
+    rows = with_periods(rows, mapping, period_start, period_end).filter(
+        pl.col("billing_cycle") != "on_demand"
     )
     if rows.height == 0:
         return _empty(LedgerBatch.empty())
@@ -129,13 +136,15 @@ def build_invoices(
     line_sums = grouped.group_by(INVOICE_KEY).agg(
         pl.col("amount_minor").sum().alias("_lines_total"), pl.len().cast(pl.Int64).alias("line_count")
     )
-    heads = heads.join(line_sums, on=INVOICE_KEY).sort(INVOICE_KEY)
+    heads = heads.join(line_sums, on=INVOICE_KEY).sort(
+        "period_end", "customer_ref", "currency", "period_start"
+    )
     terms = {c.customer_ref: c.payment_terms_days for c in mapping.clients}
     keys = heads.select(INVOICE_KEY).rows()
     fmt = ent.invoice_number_format
     heads = heads.with_columns(
         invoice_id=pl.Series(
-            [stable_id("invoice", entity, ref, cur, period_start, period_end) for ref, cur in keys],
+            [stable_id("invoice", entity, ref, cur, p0, p1) for ref, cur, p0, p1 in keys],
             dtype=pl.String,
         ),
         invoice_number=pl.Series(
@@ -152,7 +161,7 @@ def build_invoices(
             dtype=pl.String,
         ),
         due_date=pl.Series(
-            [period_end + timedelta(days=terms.get(ref, 30)) for ref, _ in keys], dtype=pl.Date
+            [p1 + timedelta(days=terms.get(ref, 30)) for ref, _, _, p1 in keys], dtype=pl.Date
         ),
     )
     rate_e6 = decimal_to_scaled_expr(pl.col("tax_rate"), 6)
@@ -164,18 +173,14 @@ def build_invoices(
         tax = div_round_expr(gross * rate_e6, pl.lit(1_000_000), mode)
         heads = heads.with_columns(subtotal_minor=gross, tax_minor=tax, total_minor=gross + tax)
 
-    ledger = _invoice_entries(
-        rows, heads, mapping, entity, period_end, inclusive=ent.tax.pricing == "inclusive"
-    )
+    ledger = _invoice_entries(rows, heads, mapping, entity, inclusive=ent.tax.pricing == "inclusive")
     entry_of = ledger.entries.select(pl.col("document_id").alias("invoice_id"), "entry_id")
     invoice_schema = polars_schema("ledger.invoices")
     invoices = (
         heads.join(entry_of, on="invoice_id", how="left")
         .with_columns(
             entity=pl.lit(entity),
-            period_start=pl.lit(period_start),
-            period_end=pl.lit(period_end),
-            issue_date=pl.lit(period_end),
+            issue_date=pl.col("period_end"),
             subtotal=money_expr("subtotal_minor", "currency", currencies),
             tax=money_expr("tax_minor", "currency", currencies),
             total=money_expr("total_minor", "currency", currencies),
@@ -212,7 +217,6 @@ def _invoice_entries(
     heads: pl.DataFrame,
     mapping: MappingDocument,
     entity: str,
-    issue_date: date,
     inclusive: bool,
 ) -> LedgerBatch:
     mode = mapping.rounding.money_mode
@@ -223,7 +227,7 @@ def _invoice_entries(
     revenue_account = mapping.account(entity, "service_revenue")
     common = {
         "entity": pl.lit(entity),
-        "posting_date": pl.lit(issue_date),
+        "posting_date": pl.col("period_end"),
         "entry_type": pl.lit("invoice"),
         "document_id": pl.col("invoice_id"),
         "description": pl.format("Invoice {} to {} ({})", "invoice_number", "customer_ref", "currency"),
@@ -298,11 +302,11 @@ def _invoice_entries(
         parts.append(line(chosen, revenue_account, "service_revenue", side, pl.col("_abs"), job=False))
     others = pl.concat(parts, how="vertical")
     signed = pl.when(pl.col("side") == "credit").then(1).otherwise(-1)
-    balance = others.group_by(INVOICE_KEY).agg(
+    balance = others.group_by("document_id").agg(
         (pl.col("fn_minor") * signed).sum().alias("fn_minor"),
         (pl.col("rp_minor") * signed).sum().alias("rp_minor"),
     )
-    ar = heads.join(balance, on=INVOICE_KEY)
+    ar = heads.join(balance, on="document_id")
     receivable = line(
         ar, acct["accounts_receivable"], "accounts_receivable", "debit", pl.col("total_minor"), job=False
     )

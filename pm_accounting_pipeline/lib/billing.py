@@ -9,11 +9,15 @@ exactly the same files when nothing changed.
 Files written (writer "billing", partition key = first day of the month): the billing tables of
 `contracts/billing.py`, the journal (`ledger.journal_entries`, `journal_lines`, `line_sources`),
 and `<data>/exports/<entity>/credits/credits-<YYYY-MM>.csv`: the credits status for the PM side.
+
+On-demand billing requests are persisted in `<data>/landing/<entity>/billing_requests/requests.csv`
+(`record_request`); the run of the month that contains a request's `through` date issues it.
 """
 
 from __future__ import annotations
 
 import calendar
+import csv
 import os
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -28,6 +32,7 @@ from pm_accounting_pipeline.core.billing.run import BillingInputs, BillingResult
 from pm_accounting_pipeline.core.billing.state import STATE_TABLES, BillingState
 from pm_accounting_pipeline.core.checks import assert_balanced
 from pm_accounting_pipeline.core.fx import RateProvider
+from pm_accounting_pipeline.lib.expenses import read_billables
 from pm_accounting_pipeline.lib.lake import Lake
 
 WRITER = "billing"
@@ -85,6 +90,51 @@ def _payments(lake: Lake, entity: str) -> pl.DataFrame:
     return frame.filter(pl.col("entity") == entity) if "entity" in frame.columns else frame
 
 
+REQUESTS_FILE = "requests.csv"
+REQUEST_COLUMNS = ("request_id", "customer_ref", "date", "requested_by", "note")
+
+
+def request_id(customer_ref: str, through: date) -> str:
+    """The id of a request to bill `customer_ref` through `through`: the same request twice is one."""
+    return f"{customer_ref}-{through.isoformat()}"
+
+
+def record_request(
+    data_dir: Path,
+    mapping: MappingDocument,
+    customer_ref: str,
+    through: date,
+    requested_by: str | None = None,
+    note: str | None = None,
+) -> tuple[str, str, bool]:
+    """Append a request to bill an on-demand client through a date to its entity's request table;
+    returns (entity, request id, whether it was new). Raises ValueError for a customer that is not
+    an on-demand client of the mapping document."""
+    client = next((c for c in mapping.clients if c.customer_ref == customer_ref), None)
+    if client is None:
+        raise ValueError(f"no client with customer_ref {customer_ref!r} in the mapping document")
+    if client.billing_cycle != "on_demand":
+        raise ValueError(
+            f"{customer_ref} is billed {client.billing_cycle}; only on_demand clients are billed on request"
+        )
+    target = Path(data_dir) / "landing" / client.entity / "billing_requests" / REQUESTS_FILE
+    rid = request_id(customer_ref, through)
+    known: set[str] = set()
+    if target.exists():
+        with target.open(newline="", encoding="utf8") as fh:
+            known = {row.get("request_id", "") for row in csv.DictReader(fh)}
+    if rid in known:
+        return client.entity, rid, False
+    target.parent.mkdir(parents=True, exist_ok=True)
+    new_file = not target.exists()
+    with target.open("a", newline="", encoding="utf8") as fh:
+        writer = csv.writer(fh)
+        if new_file:
+            writer.writerow(REQUEST_COLUMNS)
+        writer.writerow([rid, customer_ref, through.isoformat(), requested_by or "", note or ""])
+    return client.entity, rid, True
+
+
 def run_partition(
     lake: Lake,
     data_dir: Path,
@@ -110,7 +160,8 @@ def run_partition(
     prior = read_state(lake, entity, done)
     frozen = read_state(lake, entity, {m0}) if m0 in billed_months(lake, entity) else BillingState.empty()
     days = [d for m in sorted(done | {m0}) for d in days_of(*month_bounds(m))]
-    fx = lake.read("staging.fx_billables", [(entity, d.isoformat()) for d in days], writer="fx")
+    # Time and billable expenses (lib/expenses.py).
+    fx = read_billables(lake, [(entity, d.isoformat()) for d in days])
     key = [(entity, m0.isoformat())]
     base_invoices = lake.read("ledger.invoices", key, writer="invoice")
     base_lines = lake.read("ledger.journal_lines", key, writer="invoice").filter(
@@ -132,6 +183,7 @@ def run_partition(
             payments=_payments(lake, entity),
             credits=read_requests(landing / "credits", "credits"),
             refunds=read_requests(landing / "refunds", "refunds"),
+            billing_requests=read_requests(landing / "billing_requests", "billing_requests"),
         )
     )
     assert_balanced(result.ledger.lines)

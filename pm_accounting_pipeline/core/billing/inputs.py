@@ -5,6 +5,9 @@
 priced on the invoice: excluding tax with exclusive pricing, including it with inclusive pricing).
 `data/landing/<entity>/refunds/*.csv`: refund_id, document_number, date, amount, currency, reference
 (money paid back on a document with a credit balance, e.g. a credit memo on a paid invoice).
+`data/landing/<entity>/billing_requests/*.csv`: request_id, customer_ref, date, requested_by, note
+(bill an on-demand client's unbilled work dated up to `date`, on an invoice issued on `date`;
+written by `pm-accounting billing run --client REF --through DATE`).
 
 Dates are ISO (YYYY-MM-DD), amounts use '.' as the decimal separator without thousands separators.
 Rows that cannot be used become `ledger.billing_rejections` rows with a reason code; the checks
@@ -21,11 +24,14 @@ import polars as pl
 REQUIRED = {
     "credits": ("credit_id", "document_number", "date", "reason"),
     "refunds": ("refund_id", "document_number", "date", "amount", "currency"),
+    "billing_requests": ("request_id", "customer_ref", "date"),
 }
 COLUMNS = {
     "credits": ("credit_id", "document_number", "date", "amount", "reason"),
     "refunds": ("refund_id", "document_number", "date", "amount", "currency", "reference"),
+    "billing_requests": ("request_id", "customer_ref", "date", "requested_by", "note"),
 }
+ID_COLUMN = {"credits": "credit_id", "refunds": "refund_id", "billing_requests": "request_id"}
 _AMOUNT = r"^-?\d+(\.\d+)?$"
 
 
@@ -52,7 +58,7 @@ def rejection_frame() -> pl.DataFrame:
 
 
 def read_requests(folder: Path, kind: str) -> Requests:
-    """Read every `*.csv` in `folder` (sorted by name) as `kind` ("credits" or "refunds")."""
+    """Read every `*.csv` in `folder` (sorted by name) as `kind` ("credits", "refunds" or "billing_requests")."""
     cols = COLUMNS[kind]
     frames = []
     rejected = [rejection_frame()]
@@ -96,11 +102,10 @@ def empty_rows(kind: str) -> pl.DataFrame:
 
 def _typed(kind: str, df: pl.DataFrame) -> pl.DataFrame:
     trimmed = {c: pl.col(c).str.strip_chars() for c in COLUMNS[kind]}
+    amount = pl.col("amount") if "amount" in COLUMNS[kind] else pl.lit(None, dtype=pl.String)
     return df.with_columns(**trimmed).with_columns(
         date=pl.col("date").str.to_date("%Y-%m-%d", strict=False),
-        _amount_ok=pl.col("amount").is_null()
-        | (pl.col("amount") == "")
-        | pl.col("amount").str.contains(_AMOUNT),
+        _amount_ok=amount.is_null() | (amount == "") | amount.str.contains(_AMOUNT),
     )
 
 
@@ -115,14 +120,15 @@ def _validate(kind: str, df: pl.DataFrame, rejected: list[pl.DataFrame]) -> Requ
         separator=", ",
         ignore_nulls=True,
     )
-    id_col = "credit_id" if kind == "credits" else "refund_id"
+    id_col = ID_COLUMN[kind]
     content = pl.struct([pl.col(c) for c in COLUMNS[kind]]).hash(seed=7)
     typed = typed.with_columns(_content=content)
     typed = typed.with_columns(
         _variants=pl.col("_content").n_unique().over(id_col),
         _first=pl.int_range(pl.len()).over(id_col) == 0,
     )
-    positive = ~pl.col("amount").fill_null("").str.starts_with("-")
+    amount = pl.col("amount") if "amount" in COLUMNS[kind] else pl.lit(None, dtype=pl.String)
+    positive = ~amount.fill_null("").str.starts_with("-")
     reason = (
         pl.when(missing)
         .then(pl.lit("missing_required"))
@@ -141,11 +147,7 @@ def _validate(kind: str, df: pl.DataFrame, rejected: list[pl.DataFrame]) -> Requ
         .when(pl.col("date").is_null())
         .then(pl.format("date '{}' is not an ISO date (YYYY-MM-DD)", pl.col("_raw_date").fill_null("")))
         .when(~pl.col("_amount_ok") | ~positive)
-        .then(
-            pl.format(
-                "amount '{}' is not a positive number with '.' decimals", pl.col("amount").fill_null("")
-            )
-        )
+        .then(pl.format("amount '{}' is not a positive number with '.' decimals", amount.fill_null("")))
         .when(pl.col("_variants") > 1)
         .then(
             pl.format(
@@ -176,5 +178,8 @@ def _validate(kind: str, df: pl.DataFrame, rejected: list[pl.DataFrame]) -> Requ
         "source_row",
         pl.col("_record").alias("record"),
     )
-    good = good.with_columns(amount=pl.when(pl.col("amount") == "").then(None).otherwise(pl.col("amount")))
+    if "amount" in COLUMNS[kind]:
+        good = good.with_columns(
+            amount=pl.when(pl.col("amount") == "").then(None).otherwise(pl.col("amount"))
+        )
     return Requests(rows=good, rejected=pl.concat(rejected, how="vertical").sort("source_file", "source_row"))

@@ -4,9 +4,12 @@
 booked for the month, and what billing issued before (every other month's partition, and this
 month's own earlier run, which is kept unchanged), and returns the month's partition:
 
-1. items of the month never billed go on the client's invoice for the month (one per client and
-   currency; its id is the `ledger.invoices` id, so it finalises that invoice); if that invoice
-   was already issued, on a supplementary invoice;
+1. items of the month never billed go on the client's invoice for their invoice period (one per
+   client, currency and period: the month, or ISO weeks split at month end, `core.billing.cycles`;
+   its id is the `ledger.invoices` id, so it finalises that invoice); if that invoice was already
+   issued, on a supplementary invoice. Work of on-demand clients waits in unbilled receivables
+   until a billing request of the month covers it (one invoice per request, issued on its
+   `through` date, with every unbilled item dated up to then);
 2. changes to billed items (`core.billing.register`) are charged or credited: increases (late or
    added work, more hours) on the client's invoice of this run (or a supplementary one);
    decreases as a credit memo per corrected invoice (`billing.corrections: credit_memo`) or on the
@@ -35,9 +38,10 @@ from pm_accounting_pipeline.config.schema import MappingDocument
 from pm_accounting_pipeline.contracts.layers import polars_schema
 from pm_accounting_pipeline.core.billing import documents as compose
 from pm_accounting_pipeline.core.billing.amounts import prorate, rate_e6
+from pm_accounting_pipeline.core.billing.cycles import assign_requests, cycle_of, month_periods, with_periods
 from pm_accounting_pipeline.core.billing.entries import build_entries, provider_fraction
 from pm_accounting_pipeline.core.billing.inputs import Requests
-from pm_accounting_pipeline.core.billing.register import ITEM_SCHEMA, detect_changes, items_from_fx
+from pm_accounting_pipeline.core.billing.register import ITEM_KEY, ITEM_SCHEMA, detect_changes, items_from_fx
 from pm_accounting_pipeline.core.billing.state import BillingState
 from pm_accounting_pipeline.core.fx import RateProvider
 from pm_accounting_pipeline.core.ids import stable_id
@@ -64,6 +68,7 @@ class BillingInputs:
     payments: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=PAYMENT_COLUMNS))
     credits: Requests | None = None
     refunds: Requests | None = None
+    billing_requests: Requests | None = None
 
 
 @dataclass(frozen=True)
@@ -92,6 +97,8 @@ class _Head:
     reason: str | None = None
     base_invoice_id: str | None = None
     order: int = 0
+    period_start: date | None = None
+    period_end: date | None = None
 
 
 def bill_period(inp: BillingInputs) -> BillingResult:
@@ -110,7 +117,8 @@ def bill_period(inp: BillingInputs) -> BillingResult:
     currencies |= set(known.documents["currency"].unique().to_list())
     digits = {c: minor_digits(c) for c in currencies}
 
-    changes = detect_changes(known.sources, items_from_fx(fx), m0, m1, digits, mode)
+    current = items_from_fx(fx)
+    changes = detect_changes(known.sources, current, m0, m1, digits, mode)
     heads: dict[str, _Head] = {}
     assigned: list[pl.DataFrame] = []
     client_doc: dict[tuple[str, str], str] = {}
@@ -119,16 +127,20 @@ def bill_period(inp: BillingInputs) -> BillingResult:
         profile = clients[ref].tax_profile if ref in clients else "standard"
         return profile, 0 if profile in ZERO_TAX_PROFILES else rate_e6(ent.tax.rate)
 
-    def invoice_for(ref: str, cur: str, name: str) -> str:
-        """The client's invoice of this run: the month's invoice, or a supplement if it was issued."""
-        if (ref, cur) in client_doc:
-            return client_doc[(ref, cur)]
-        doc_id = stable_id("invoice", entity, ref, cur, m0, m1)
+    period_doc: dict[tuple[str, str, date, date], str] = {}
+    cycles = cycle_of(mapping)
+
+    def invoice_for(ref: str, cur: str, name: str, p0: date, p1: date, reason: str | None = None) -> str:
+        """The client's invoice of this run for the period [p0, p1]: the period's invoice, or a
+        supplement if it was issued. The client's latest one is its invoice of the run."""
+        if (ref, cur, p0, p1) in period_doc:
+            return period_doc[(ref, cur, p0, p1)]
+        doc_id = stable_id("invoice", entity, ref, cur, p0, p1)
         base = doc_id
         k = 0
         while doc_id in existing or doc_id in heads:
             k += 1
-            doc_id = stable_id("invoice", entity, ref, cur, m0, m1, "supplement", k)
+            doc_id = stable_id("invoice", entity, ref, cur, p0, p1, "supplement", k)
         profile, rate = tax_of(ref)
         heads[doc_id] = _Head(
             doc_id,
@@ -136,32 +148,89 @@ def bill_period(inp: BillingInputs) -> BillingResult:
             ref,
             name,
             cur,
-            m1,
+            p1,
             profile,
             ent.tax.pricing,
             mapping.billing.tax_level,
             rate,
+            reason=reason,
             base_invoice_id=base if doc_id == base else None,
             order=1 if doc_id == base else 2,
+            period_start=p0,
+            period_end=p1,
         )
-        client_doc[(ref, cur)] = doc_id
+        period_doc[(ref, cur, p0, p1)] = doc_id
+        latest = client_doc.get((ref, cur))
+        if latest is None or (heads[latest].period_end or m0) <= p1:
+            client_doc[(ref, cur)] = doc_id
         return doc_id
+
+    def run_invoice(ref: str, cur: str, name: str) -> str | None:
+        """The client's invoice of this run (its latest), else one for the last period of the
+        month of its cycle; none for an on-demand client without a request this run."""
+        if (ref, cur) in client_doc:
+            return client_doc[(ref, cur)]
+        periods = month_periods(cycles.get(ref, "monthly"), m0, m1)
+        if not periods:
+            return None
+        return invoice_for(ref, cur, name, *periods[-1])
 
     names = dict(fx.select("customer_ref", "client_name").unique("customer_ref", keep="first").iter_rows())
     names.update({ref: c.name for ref, c in clients.items()})
 
-    # 1. new work of the month
-    for (ref, cur), group in changes.new.group_by(["customer_ref", "currency"], maintain_order=True):
-        doc_id = invoice_for(str(ref), str(cur), names.get(str(ref), str(ref)))
-        assigned.append(group.with_columns(document_id=pl.lit(doc_id), _role=pl.lit("time")))
-
-    # 2. changes to billed work
+    # 1. new work of the month, by invoice period; on-demand work (new or late) by request
     cf = changes.changes.filter(pl.col("change") != "rate_frozen")
+    on_demand = pl.col("customer_ref").is_in([r for r, c in cycles.items() if c == "on_demand"])
+    fulfilled = {
+        str(r).removeprefix("on-demand request ")
+        for r in known.documents["reason"].to_list()
+        if r is not None and str(r).startswith("on-demand request ")
+    }
+    od_requests, rejections = _on_demand_requests(
+        inp.billing_requests, cycles, fulfilled, mapping, entity, m0, m1
+    )
+    # On-demand work never billed, of this month or earlier (with an empty register the earlier
+    # months' items are not reported as late).
+    od_pool = (
+        current.filter(on_demand & (pl.col("work_date") <= m1))
+        .join(known.sources.select(ITEM_KEY).unique(), on=ITEM_KEY, how="anti")
+        .with_columns(
+            change=pl.when(pl.col("work_date") < m0).then(pl.lit("late")).otherwise(pl.lit("billed"))
+        )
+    )
+    requested = assign_requests(
+        od_pool,
+        od_requests,
+        m0,
+        m1,
+    )
+    cf = cf.filter(~(on_demand & (pl.col("change") == "late")))
+    dated = with_periods(changes.new.filter(~on_demand), mapping, m0, m1)
+    for (p1, ref, cur, p0), group in dated.sort("period_end", "customer_ref", "currency").group_by(
+        ["period_end", "customer_ref", "currency", "period_start"], maintain_order=True
+    ):
+        doc_id = invoice_for(str(ref), str(cur), names.get(str(ref), str(ref)), p0, p1)  # type: ignore[arg-type]
+        assigned.append(
+            group.drop("billing_cycle", "period_start", "period_end").with_columns(
+                document_id=pl.lit(doc_id), _role=pl.lit("time")
+            )
+        )
+    for (p1, ref, cur, p0, rid), group in requested.sort("period_end", "customer_ref", "currency").group_by(
+        ["period_end", "customer_ref", "currency", "period_start", "request_id"], maintain_order=True
+    ):
+        name = names.get(str(ref), str(ref))
+        doc_id = invoice_for(str(ref), str(cur), name, p0, p1, f"on-demand request {rid}")  # type: ignore[arg-type]
+        assigned.append(
+            group.select(ITEM_SCHEMA.names()).with_columns(document_id=pl.lit(doc_id), _role=pl.lit("time"))
+        )
+
+    # 2. changes to billed work (increases of on-demand clients wait for their next request)
     frozen_rate = changes.changes.filter(pl.col("change") == "rate_frozen")
     increase = (pl.col("charge_minor") > 0) | ((pl.col("charge_minor") == 0) & (pl.col("billed_e4") >= 0))
     for (ref, cur), group in cf.filter(increase).group_by(["customer_ref", "currency"], maintain_order=True):
-        doc_id = invoice_for(str(ref), str(cur), names.get(str(ref), str(ref)))
-        assigned.append(group.with_columns(document_id=pl.lit(doc_id), _role=pl.lit("adjustment")))
+        run_doc = run_invoice(str(ref), str(cur), names.get(str(ref), str(ref)))
+        if run_doc is not None:
+            assigned.append(group.with_columns(document_id=pl.lit(run_doc), _role=pl.lit("adjustment")))
     decreases = cf.filter(~increase)
     orig_docs = {r["document_id"]: r for r in known.documents.iter_rows(named=True)}
     numbers = {k: v["document_number"] for k, v in orig_docs.items()}
@@ -188,6 +257,8 @@ def bill_period(inp: BillingInputs) -> BillingResult:
             corrects_document_id=orig_id,
             reason=reason,
             order=4,
+            period_start=m0,
+            period_end=m1,
         )
         return doc_id
 
@@ -233,6 +304,8 @@ def bill_period(inp: BillingInputs) -> BillingResult:
                 0,
                 reason=f"retainer {r.id}",
                 order=0,
+                period_start=m0,
+                period_end=m1,
             )
             amount = int(r.amount.scaleb(minor_digits(client.currency)))
             extra_rows.append(
@@ -263,7 +336,6 @@ def bill_period(inp: BillingInputs) -> BillingResult:
                 }
             )
 
-    rejections: list[dict[str, object]] = []
     credits = inp.credits.rows if inp.credits is not None else None
     all_lines_known = known.lines
     credit_status_manual: list[pl.DataFrame] = []
@@ -324,6 +396,8 @@ def bill_period(inp: BillingInputs) -> BillingResult:
                 corrects_document_id=orig["document_id"],
                 reason=f"manual {req['credit_id']}: {req['reason']}",
                 order=3,
+                period_start=m0,
+                period_end=m1,
             )
             prior_credit_lines[orig["document_id"]] = prior_credit_lines.get(orig["document_id"], 0) - amount
             full = req["amount"] is None and remaining == lines_total
@@ -509,6 +583,35 @@ def bill_period(inp: BillingInputs) -> BillingResult:
     )
 
 
+def _on_demand_requests(
+    reqs: Requests | None,
+    cycles: dict[str, str],
+    fulfilled: set[str],
+    mapping: MappingDocument,
+    entity: str,
+    m0: date,
+    m1: date,
+) -> tuple[pl.DataFrame, list[dict[str, object]]]:
+    """The month's billing requests not yet fulfilled, and rejections for requests naming a
+    customer that is not an on-demand client of the entity."""
+    if reqs is None:
+        return pl.DataFrame(schema={"request_id": pl.String, "customer_ref": pl.String, "date": pl.Date}), []
+    rows = reqs.rows.filter(pl.col("date").is_between(m0, m1) & ~pl.col("request_id").is_in(list(fulfilled)))
+    of_entity = {c.customer_ref for c in mapping.clients if c.entity == entity}
+    ok = pl.col("customer_ref").is_in([r for r in of_entity if cycles.get(r) == "on_demand"])
+    rejected = [
+        {
+            **_rejection_base(req, "billing_requests"),
+            "reason": "unknown_client" if req["customer_ref"] not in of_entity else "not_on_demand",
+            "detail": f"{req['customer_ref']!r} is not a client of {entity}"
+            if req["customer_ref"] not in of_entity
+            else f"{req['customer_ref']} is billed {cycles[req['customer_ref']]}, not on demand",
+        }
+        for req in rows.filter(~ok).iter_rows(named=True)
+    ]
+    return rows.filter(ok).select("request_id", "customer_ref", "date"), rejected
+
+
 def _minor(text: str, currency: str) -> int | None:
     try:
         value = Decimal(text)
@@ -564,9 +667,13 @@ def _compose(
         "reason": pl.String,
         "base_invoice_id": pl.String,
         "order": pl.Int64,
+        "period_start": pl.Date,
+        "period_end": pl.Date,
     }
     heads_frame = pl.DataFrame([h.__dict__ for h in heads.values()], schema=head_schema, orient="row")
-    heads_frame = heads_frame.with_columns(period_start=pl.lit(m0), period_end=pl.lit(m1))
+    heads_frame = heads_frame.with_columns(
+        period_start=pl.col("period_start").fill_null(m0), period_end=pl.col("period_end").fill_null(m1)
+    )
     items = (
         pl.concat([a.select(*ITEM_SCHEMA.names(), "document_id", "_role") for a in assigned], how="vertical")
         if assigned
@@ -962,8 +1069,6 @@ def _state(
     base_ids = set(inp.base_invoices["invoice_id"].to_list()) if inp.base_invoices.height else set()
     docs = docs.with_columns(
         entity=pl.lit(entity),
-        period_start=pl.lit(m0),
-        period_end=pl.lit(m1),
         due_date=pl.col("issue_date")
         + pl.duration(days=pl.col("customer_ref").replace_strict(terms, default=30, return_dtype=pl.Int64)),
         issued_in=pl.lit(m0),
@@ -1041,7 +1146,7 @@ def _state(
 
     rj_schema = polars_schema("ledger.billing_rejections")
     parts = []
-    for r in (inp.credits, inp.refunds):
+    for r in (inp.credits, inp.refunds, inp.billing_requests):
         if r is not None and r.rejected.height:
             in_month = r.rejected.filter(pl.col("date").is_null() | pl.col("date").is_between(m0, m1))
             parts.append(in_month.drop("date"))

@@ -5,10 +5,22 @@ from __future__ import annotations
 
 import dagster as dg
 
-from pm_accounting_pipeline.defs.billing.assets import BILLING_DOCUMENTS, CLIENT_MATCHES, build_billing_assets
+from pm_accounting_pipeline.defs.billing.assets import (
+    BILLING_DOCUMENTS,
+    CLIENT_MATCHES,
+    bill_on_demand_job,
+    build_billing_assets,
+)
 from pm_accounting_pipeline.defs.partitions import PipelinePartitions
 
-__all__ = ["BILLING_DOCUMENTS", "CLIENT_MATCHES", "billing_job", "build_billing_defs", "client_matching_job"]
+__all__ = [
+    "BILLING_DOCUMENTS",
+    "CLIENT_MATCHES",
+    "bill_on_demand_job",
+    "billing_job",
+    "build_billing_defs",
+    "client_matching_job",
+]
 
 billing_job = dg.define_asset_job(
     "billing_documents",
@@ -25,4 +37,6 @@ client_matching_job = dg.define_asset_job(
 
 def build_billing_defs(parts: PipelinePartitions) -> dg.Definitions:
     """Billing assets (their checks inline) and jobs; needs the `pipeline` resource of the location."""
-    return dg.Definitions(assets=build_billing_assets(parts), jobs=[billing_job, client_matching_job])
+    return dg.Definitions(
+        assets=build_billing_assets(parts), jobs=[billing_job, client_matching_job, bill_on_demand_job]
+    )

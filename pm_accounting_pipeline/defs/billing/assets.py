@@ -1,6 +1,7 @@
 """Billing assets: the client-matching decision log per (day, entity), and billing documents per
 (month, entity): invoices finalised with discounts, tax, retainers and corrections, credit memos,
-settlements and the journal entries that bring ledger/invoices to what was issued."""
+settlements and the journal entries that bring ledger/invoices to what was issued. The
+`bill_on_demand` job records an on-demand billing request and issues it."""
 
 from datetime import date
 
@@ -9,15 +10,21 @@ import polars as pl
 
 from pm_accounting_pipeline.contracts.billing import BILLING_TABLES
 from pm_accounting_pipeline.contracts.layers import JournalEntry, JournalLine, LineSource
+from pm_accounting_pipeline.core.billing.cycles import cycle_expr
 from pm_accounting_pipeline.core.dedupe import decision_log, review_list
 from pm_accounting_pipeline.core.fx import EcbOfflineProvider
 from pm_accounting_pipeline.defs.ledger.assets import INVOICES
 from pm_accounting_pipeline.defs.metadata import contract_check, md_table, totals_by_currency
-from pm_accounting_pipeline.defs.partitions import PipelinePartitions, context_partitions, daily_to_monthly
+from pm_accounting_pipeline.defs.partitions import (
+    PipelinePartitions,
+    context_partitions,
+    daily_to_monthly,
+    monthly_key,
+)
 from pm_accounting_pipeline.defs.raw.assets import RAW_TIME_ENTRIES
 from pm_accounting_pipeline.defs.resources import PipelineResource
 from pm_accounting_pipeline.defs.staging.assets import FX_BILLABLES
-from pm_accounting_pipeline.lib.billing import WRITER, PartitionRun, run_partition
+from pm_accounting_pipeline.lib.billing import WRITER, PartitionRun, record_request, run_partition
 
 CLIENT_MATCHES = dg.AssetKey(["staging", "client_matches"])
 BILLING_DOCUMENTS = dg.AssetKey(["ledger", "billing_documents"])
@@ -149,12 +156,59 @@ def build_billing_assets(parts: PipelinePartitions) -> list[dg.AssetsDefinition]
                     lake, pipeline.paths.data_dir, mapping, entity, date.fromisoformat(month_key), provider
                 )
             )
-        return _result(runs)
+        return _result(runs, mapping)
 
     return [client_matches, billing_documents]
 
 
-def _result(runs: list[PartitionRun]) -> dg.MaterializeResult:
+class OnDemandRequest(dg.Config):
+    """Bill an on-demand client's unbilled work dated up to `through` (YYYY-MM-DD)."""
+
+    client: str
+    through: str
+    requested_by: str | None = None
+
+
+@dg.op(
+    name="bill_on_demand",
+    description="Record an on-demand billing request (landing/<entity>/billing_requests) and run "
+    "billing for the month that contains its date; the invoice is issued on that date.",
+)
+def bill_on_demand_op(
+    context: dg.OpExecutionContext, config: OnDemandRequest, pipeline: PipelineResource
+) -> None:
+    mapping = pipeline.mapping()
+    through = date.fromisoformat(config.through)
+    entity, rid, new = record_request(
+        pipeline.paths.data_dir, mapping, config.client, through, config.requested_by
+    )
+    run = run_partition(
+        pipeline.lake(),
+        pipeline.paths.data_dir,
+        mapping,
+        entity,
+        through.replace(day=1),
+        EcbOfflineProvider(),
+    )
+    result = _result([run], mapping)
+    context.log.info(
+        f"request {rid} ({'new' if new else 'already recorded'}): {run.result.new_documents} new document(s)"
+    )
+    context.log_event(
+        dg.AssetMaterialization(
+            asset_key=BILLING_DOCUMENTS,
+            partition=monthly_key(through.replace(day=1), entity),
+            metadata={**(result.metadata or {}), "request_id": rid},
+        )
+    )
+
+
+bill_on_demand_job = dg.GraphDefinition(name="bill_on_demand", node_defs=[bill_on_demand_op]).to_job(
+    description="Bill one on-demand client through a date (config: client, through, requested_by).",
+)
+
+
+def _result(runs: list[PartitionRun], mapping: object) -> dg.MaterializeResult:
     tables = {t: pl.concat([r.result.state.tables()[t] for r in runs], how="vertical") for t in STATE_CHECKS}
     entries = pl.concat([r.result.ledger.entries for r in runs], how="vertical")
     lines = pl.concat([r.result.ledger.lines for r in runs], how="vertical")
@@ -163,10 +217,19 @@ def _result(runs: list[PartitionRun]) -> dg.MaterializeResult:
     docs = tables["ledger.billing_documents"]
     rejected = tables["ledger.billing_rejections"]
     by_type = docs.group_by("document_type").len().sort("document_type")
+    by_cycle = (
+        docs.filter(pl.col("document_type") == "invoice")
+        .with_columns(_cycle=cycle_expr(mapping))  # type: ignore[arg-type]
+        .group_by("_cycle")
+        .len()
+        .sort("_cycle")
+    )
     preview = docs.sort("document_number").select(
         "document_number",
         "document_type",
         "customer_ref",
+        "period_start",
+        "period_end",
         "currency",
         "subtotal",
         "tax",
@@ -208,6 +271,7 @@ def _result(runs: list[PartitionRun]) -> dg.MaterializeResult:
         metadata={
             "dagster/row_count": docs.height,
             "documents_by_type": {t: int(n) for t, n in by_type.iter_rows()},
+            "invoices_by_cycle": {c: int(n) for c, n in by_cycle.iter_rows()},
             "new_documents": sum(r.result.new_documents for r in runs),
             "amount_due_by_currency": totals_by_currency(docs, "currency", "amount_due_minor"),
             "billing_entries": entries.height,
