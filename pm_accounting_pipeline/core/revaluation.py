@@ -6,6 +6,13 @@ Payments input: `data/landing/<entity>/payments/*.csv` with columns (by header n
 the invoice currency with at most its minor-unit digits. Unusable rows go to staging.quarantine
 (layer `payments`) with a reason code.
 
+Payments match any receivable document the entity issued, by number: the documents of
+`ledger.billing_documents` (invoices, supplementary invoices, retainer invoices; T = the amount
+due after retainer drawdown, at most T less the credit memos applied to it can be paid; a credit
+memo's number is quarantined as `not_receivable`), and, for months billing has not run for, the
+invoices of `ledger.invoices`. An unknown number (`unknown_invoice`), another currency
+(`currency_mismatch`) or more than is payable (`overpayment`) is quarantined with the reason.
+
 Settlement of payment S (currency C) on an invoice of total T booked at Fh (functional) and Rh
 (reporting): the payment entry (currency C) books Dr cash / Cr receivable at the payment date's
 spot rate (Fc, Rc); the part of the invoice's historical amount it settles is pro rata,
@@ -210,6 +217,68 @@ def invoice_carrying(invoices: pl.DataFrame, lines: pl.DataFrame) -> pl.DataFram
     return invoices.join(ar, on="invoice_id", how="inner")
 
 
+def receivable_documents(
+    invoices: pl.DataFrame,
+    lines: pl.DataFrame,
+    documents: pl.DataFrame | None,
+    settlements: pl.DataFrame | None,
+    mapping: MappingDocument,
+    entity: str,
+) -> pl.DataFrame:
+    """What an entity's payments can settle, one row per document number: invoice_id (the document
+    id), invoice_number, document_type, customer_ref, currency, total_minor (the receivable booked,
+    basis of the pro-rata carrying), fh / rh (its functional / reporting carrying), payable_minor
+    (total less credit memos applied), ar_account, issue_date. Billing documents replace the
+    `ledger.invoices` invoices of the months billing ran for."""
+    cols = [
+        "invoice_id",
+        "invoice_number",
+        "document_type",
+        "customer_ref",
+        "currency",
+        "total_minor",
+        "payable_minor",
+        "fh",
+        "rh",
+        "ar_account",
+        "issue_date",
+    ]
+    inv = invoice_carrying(invoices.filter(pl.col("entity") == entity), lines)
+    if documents is None or documents.height == 0:
+        return inv.with_columns(
+            document_type=pl.lit("invoice"), payable_minor=pl.col("total_minor").cast(pl.Int64)
+        ).select(cols)
+    docs = documents.filter(pl.col("entity") == entity)
+    billed_months = docs.select(pl.col("issued_in").alias("_month")).unique()
+    inv = inv.with_columns(_month=pl.col("period_start").dt.truncate("1mo")).join(
+        billed_months, on="_month", how="anti"
+    )
+    credited = (
+        settlements.filter((pl.col("entity") == entity) & (pl.col("kind") == "credit_applied"))
+        .group_by("document_id")
+        .agg(pl.col("amount_minor").sum().alias("_credited"))
+        if settlements is not None and settlements.height
+        else pl.DataFrame(schema={"document_id": pl.String, "_credited": pl.Int64})
+    )
+    from_docs = (
+        docs.join(credited, on="document_id", how="left")
+        .with_columns(
+            invoice_id=pl.col("document_id"),
+            invoice_number=pl.col("document_number"),
+            total_minor=pl.col("amount_due_minor"),
+            payable_minor=pl.col("amount_due_minor") + pl.col("_credited").fill_null(0),
+            fh=pl.col("ar_functional_minor"),
+            rh=pl.col("ar_reporting_minor"),
+            ar_account=pl.lit(mapping.account(entity, "accounts_receivable")),
+        )
+        .select(cols)
+    )
+    legacy = inv.with_columns(
+        document_type=pl.lit("invoice"), payable_minor=pl.col("total_minor").cast(pl.Int64)
+    ).select(cols)
+    return pl.concat([from_docs, legacy.cast(dict(from_docs.schema))], how="vertical")
+
+
 def _signed_minor(debit: str, credit: str, currency_col: str, frame: pl.DataFrame) -> pl.Expr:
     """debit - credit of a Decimal(18, 3) pair as integer minor units of the row's currency."""
     currencies = set(frame[currency_col].unique()) if frame.height else {"USD"}
@@ -227,24 +296,29 @@ def settle(
     provider: object,
     period_start: date,
     period_end: date,
+    documents: pl.DataFrame | None = None,
+    settlements: pl.DataFrame | None = None,
 ) -> SettlementResult:
-    """Apply an entity's payments to its invoices and book payments dated in [start, end].
+    """Apply an entity's payments to its receivable documents and book payments dated in [start, end].
 
     `payments` holds every payment of the entity up to period_end (earlier ones are needed to
     know what is still open); `invoices` the entity's ledger.invoices and `lines` its invoice
-    journal lines. Payments are applied in (date, file, row) order.
+    journal lines; `documents` / `settlements` the billing documents and settlements
+    (`receivable_documents`). Payments are applied in (date, file, row) order.
     """
     ent = mapping.entity(entity)
     fc, rc = ent.functional_currency, mapping.reporting_currency
     mode = mapping.rounding.money_mode
-    inv = invoice_carrying(invoices.filter(pl.col("entity") == entity), lines)
+    inv = receivable_documents(invoices, lines, documents, settlements, mapping, entity)
     rows = payments.rows.filter(pl.col("payment_date") <= period_end).join(
         inv.select(
             "invoice_number",
             "invoice_id",
+            "document_type",
             "customer_ref",
             pl.col("currency").alias("invoice_currency"),
             "total_minor",
+            "payable_minor",
             "fh",
             "rh",
             "ar_account",
@@ -261,24 +335,28 @@ def settle(
     reason = (
         pl.when(pl.col("invoice_id").is_null())
         .then(pl.lit("unknown_invoice"))
+        .when(pl.col("document_type") == "credit_memo")
+        .then(pl.lit("not_receivable"))
         .when(pl.col("currency") != pl.col("invoice_currency"))
         .then(pl.lit("currency_mismatch"))
-        .when(pl.col("_cum") > pl.col("total_minor"))
+        .when(pl.col("_cum") > pl.col("payable_minor"))
         .then(pl.lit("overpayment"))
     )
     detail = (
         pl.when(pl.col("invoice_id").is_null())
         .then(pl.format("entity {} issued no invoice numbered '{}'", pl.lit(entity), "invoice_number"))
+        .when(pl.col("document_type") == "credit_memo")
+        .then(pl.format("'{}' is a credit memo: it is refunded, not paid", "invoice_number"))
         .when(pl.col("currency") != pl.col("invoice_currency"))
         .then(
             pl.format("payment in {} for invoice {} in {}", "currency", "invoice_number", "invoice_currency")
         )
         .otherwise(
             pl.format(
-                "payments of invoice {} reach {} minor units, more than its total {} (this and later payments held)",
+                "payments of invoice {} reach {} minor units, more than the {} payable (amount due less credits applied; this and later payments held)",
                 "invoice_number",
                 "_cum",
-                "total_minor",
+                "payable_minor",
             )
         )
     )
@@ -306,7 +384,7 @@ def settle(
         - div_round_expr(pl.col("fh") * pl.col("_prev"), pl.col("total_minor"), mode),
         carrying_reporting_minor=div_round_expr(pl.col("rh") * pl.col("_cum"), pl.col("total_minor"), mode)
         - div_round_expr(pl.col("rh") * pl.col("_prev"), pl.col("total_minor"), mode),
-        open_after_minor=pl.col("total_minor") - pl.col("_cum"),
+        open_after_minor=pl.col("payable_minor") - pl.col("_cum"),
     )
     good = good.filter(in_period)
     good = attach_rates(good, provider, "currency", "functional_currency", "payment_date", "_fn_")

@@ -1,6 +1,8 @@
 -- Billing views. Open items: what is still owed on each document, total + settlements (credit memos
 -- applied, retainer drawdowns, refunds) - payments. Documents billing issued replace the invoices of
 -- ledger.invoices for their month; months billing has not run for keep ledger.invoices' invoices.
+-- Payments are applied to any receivable document by number (invoices, supplementary and retainer
+-- invoices), so `paid` is per document id of either table.
 CREATE OR REPLACE VIEW analytics.open_items AS
 WITH settled AS (
     SELECT document_id, SUM(amount) AS settled FROM ledger.settlements GROUP BY ALL
@@ -9,7 +11,7 @@ paid AS (
     SELECT invoice_id AS document_id, SUM(amount) AS paid FROM ledger.payments GROUP BY ALL
 ),
 billed_months AS (
-    SELECT DISTINCT entity, period_start FROM ledger.billing_documents
+    SELECT DISTINCT entity, issued_in AS month FROM ledger.billing_documents
 ),
 documents AS (
     SELECT entity, document_id, document_number, document_type, customer_ref, client_name, currency,
@@ -20,7 +22,8 @@ documents AS (
            i.issue_date, i.due_date, i.total
     FROM ledger.invoices i
     WHERE NOT EXISTS (
-        SELECT 1 FROM billed_months b WHERE b.entity = i.entity AND b.period_start = i.period_start
+        SELECT 1 FROM billed_months b
+        WHERE b.entity = i.entity AND b.month = CAST(date_trunc('month', i.period_start) AS DATE)
     )
 )
 SELECT

@@ -25,6 +25,7 @@ from pm_accounting_pipeline.core.intercompany import (
     eliminate,
 )
 from pm_accounting_pipeline.core.revaluation import read_payments, revalue, settle
+from pm_accounting_pipeline.defs.billing.assets import BILLING_DOCUMENTS
 from pm_accounting_pipeline.defs.ledger.assets import ACCRUALS, INVOICES
 from pm_accounting_pipeline.defs.metadata import contract_check, md_table, reason_counts, totals_by_currency
 from pm_accounting_pipeline.defs.partitions import PipelinePartitions, context_partitions
@@ -130,7 +131,7 @@ def build_group_assets(parts: PipelinePartitions) -> list[dg.AssetsDefinition]:
 
     @dg.asset(
         key=PAYMENTS,
-        deps=[INVOICES],
+        deps=[INVOICES, BILLING_DOCUMENTS],
         partitions_def=monthly,
         backfill_policy=dg.BackfillPolicy.single_run(),
         check_specs=[
@@ -141,7 +142,9 @@ def build_group_assets(parts: PipelinePartitions) -> list[dg.AssetsDefinition]:
         **_COMMON,
     )
     def payments(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> dg.MaterializeResult:
-        """Customer payments from `<data>/landing/<entity>/payments/*.csv` applied to invoices: a
+        """Customer payments from `<data>/landing/<entity>/payments/*.csv` applied to the receivable
+        documents billing issued (invoices, supplementary and retainer invoices; ledger/invoices for
+        months billing has not run for): a
         payment entry (Dr cash / Cr receivable at the payment date's rate) and, for foreign-currency
         invoices, a realised FX gain/loss entry for the difference to the invoice's historical
         amount (pro rata for partial payments). Unusable rows go to staging.quarantine."""
@@ -149,6 +152,9 @@ def build_group_assets(parts: PipelinePartitions) -> list[dg.AssetsDefinition]:
         provider = provider_for(mapping, pipeline.paths.data_dir)
         invoices_all = lake.read("ledger.invoices")
         lines_all = lake.read("ledger.journal_lines")
+        # Billing documents (retainer and supplementary invoices too) are what payments settle.
+        documents_all = lake.read("ledger.billing_documents")
+        settlements_all = lake.read("ledger.settlements")
         out: dict[str, list[pl.DataFrame]] = {"pay": [], "q": [], "links": []}
         journal = Journal.empty()
         wanted = context_partitions(context)
@@ -164,6 +170,8 @@ def build_group_assets(parts: PipelinePartitions) -> list[dg.AssetsDefinition]:
                 provider,
                 start,
                 end,
+                documents=documents_all,
+                settlements=settlements_all,
             )
             journal = journal.concat(res.journal)
             out["pay"].append(res.payments)
