@@ -15,6 +15,7 @@ from pm_accounting_pipeline.config.schema import load_mapping
 from pm_accounting_pipeline.defs.analytics.assets import ANALYTICS_ASSETS
 from pm_accounting_pipeline.defs.automation import build_landing_sensor, build_schedules
 from pm_accounting_pipeline.defs.billing import BILLING_DOCUMENTS, build_billing_defs
+from pm_accounting_pipeline.defs.expenses import EXPENSE_ACCRUALS, build_expense_assets
 from pm_accounting_pipeline.defs.group import build_group_defs
 from pm_accounting_pipeline.defs.jobs import analytics_job, daily_job, harvest_api_job, invoice_job
 from pm_accounting_pipeline.defs.ledger.assets import ACCRUALS, INVOICES, build_ledger_assets
@@ -44,6 +45,7 @@ def build_definitions(data_dir: Path | None = None, config_path: Path | None = N
         *build_harvest_api_assets(parts.daily),
         *build_staging_assets(parts),
         *build_ledger_assets(parts),
+        *build_expense_assets(parts),
         *ANALYTICS_ASSETS,
     ]
     core = dg.Definitions(
@@ -67,7 +69,7 @@ def build_definitions(data_dir: Path | None = None, config_path: Path | None = N
         },
     )
     posting = build_posting_defs(
-        [ACCRUALS, INVOICES, BILLING_DOCUMENTS], data_dir=data_dir, config_path=config_path
+        [ACCRUALS, EXPENSE_ACCRUALS, INVOICES, BILLING_DOCUMENTS], data_dir=data_dir, config_path=config_path
     )
     return dg.Definitions.merge(core, posting, build_billing_defs(parts), build_group_defs(parts))
 

@@ -187,6 +187,7 @@ def demo(
     ] = None,
 ) -> None:
     """Generate the demo dataset, land it, run the whole pipeline for all demo partitions, summarise."""
+    from pm_accounting_pipeline.demo.expenses import write_expense_csvs
     from pm_accounting_pipeline.demo.generator import DemoConfig, generate, write_harvest_csvs
     from pm_accounting_pipeline.extract.landing import land_files
 
@@ -199,7 +200,12 @@ def demo(
         mapping_path.write_text(ds.mapping_yaml, encoding="utf-8")
         os.environ["PM_ACCOUNTING_CONFIG"] = str(mapping_path)
         exports = write_harvest_csvs(ds, paths.data_dir / "exports", cfg)
-    console.print(f"demo data: {ds.time_entries.height:,} time entries in {len(exports)} Harvest CSV exports")
+        expense_exports = write_expense_csvs(ds, paths.data_dir / "exports", cfg)
+    console.print(
+        f"demo data: {ds.time_entries.height:,} time entries in {len(exports)} Harvest CSV exports, "
+        f"{len(expense_exports)} Harvest expense CSV export(s)"
+    )
+    exports = [*exports, *expense_exports]
     mapping = _mapping_or_exit(settings.config_path())
     landed = 0
     for ent in mapping.entity_ids:

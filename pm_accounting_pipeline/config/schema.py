@@ -25,6 +25,7 @@ from pm_accounting_pipeline.config.billing import (
     DiscountsField,
     RetainersField,
 )
+from pm_accounting_pipeline.config.expenses import ExpenseSettings, ExpensesField
 from pm_accounting_pipeline.config.group import (
     AllocationSettings,
     AllocationsField,
@@ -290,6 +291,8 @@ class MappingDocument(_Model):
     billable_percentages: BillablePercentagesField = []
     discounts: DiscountsField = []
     retainers: RetainersField = []
+    # Expenses (config/expenses.py): markup, categories and accounts of re-invoiced expenses.
+    expenses: ExpensesField = ExpenseSettings()
 
     _c = field_validator("reporting_currency")(classmethod(lambda cls, v: _currency(v)))
 

@@ -46,6 +46,8 @@ QUARANTINE_REASONS = {
     "overpayment": "a payment exceeds what is still open on its invoice",
     "unknown_pool": "a shared-cost row belongs to no allocation pool of its entity",
     "no_allocation_basis": "the pool's driver has no quantity for any project in the period",
+    "bad_amount": "an expense amount or quantity is not a number or is negative",
+    "unknown_category": "expense category is not listed in the mapping document's expenses section",
 }
 
 PERSONAL_DATA = {
@@ -71,6 +73,11 @@ GROUP_ENTRY_TYPES = (
     "capitalisation",
     "depreciation",
 )
+
+
+# Entry types of expenses (core/expenses.py): recharge of billable expenses to unbilled
+# receivables, and the cost of every expense against reimbursements payable.
+EXPENSE_ENTRY_TYPES = ("expense_recharge_accrual", "expense_cost_accrual")
 
 
 # Entry types of billing (core/billing): adjustments that finalise an invoice (discounts, tax,
@@ -137,7 +144,9 @@ class Quarantine(pa.DataFrameModel):
 
     entity: str
     partition_date: pl.Date
-    layer: str = pa.Field(isin=["landing", "raw", "clean", "rate", "fx", "ledger", "payments", "allocation"])
+    layer: str = pa.Field(
+        isin=["landing", "raw", "clean", "rate", "fx", "ledger", "payments", "allocation", "expenses"]
+    )
     source_system: str = pa.Field(nullable=True)
     source_file: str = pa.Field(nullable=True)
     source_row: pl.Int64 = pa.Field(nullable=True)
@@ -238,7 +247,14 @@ class JournalEntry(pa.DataFrameModel):
     entity: str
     posting_date: pl.Date
     entry_type: str = pa.Field(
-        isin=["revenue_accrual", "cost_accrual", "invoice", *GROUP_ENTRY_TYPES, *BILLING_ENTRY_TYPES]
+        isin=[
+            "revenue_accrual",
+            "cost_accrual",
+            "invoice",
+            *GROUP_ENTRY_TYPES,
+            *BILLING_ENTRY_TYPES,
+            *EXPENSE_ENTRY_TYPES,
+        ]
     )
     currency: str
     description: str
@@ -383,4 +399,5 @@ def empty_frame(table: str) -> pl.DataFrame:
 # The group tables register themselves in TABLES (payments, revaluations, intercompany, allocations).
 # The billing tables register themselves in TABLES (documents, settlements, retainers, credits).
 import pm_accounting_pipeline.contracts.billing  # noqa: E402
+import pm_accounting_pipeline.contracts.expenses  # noqa: E402
 import pm_accounting_pipeline.contracts.group  # noqa: E402, F401

@@ -644,6 +644,12 @@ def _time_entries(
 # --- the mapping document ------------------------------------------------------------------------
 
 
+def _expenses_section() -> dict[str, Any]:
+    from pm_accounting_pipeline.demo.expenses import mapping_section  # it renders with this module
+
+    return mapping_section()
+
+
 def _mapping_yaml(
     config: DemoConfig, clients: list[_Client], projects: list[_Project], cards: list[dict[str, Any]]
 ) -> str:
@@ -699,6 +705,7 @@ def _mapping_yaml(
         "rounding": {"time_increment_minutes": 15, "time_mode": "up", "use_source_rounded_hours": True},
         "approval": {"require_approval": True},
         "limits": {"max_hours_per_entry": "24"},
+        "expenses": _expenses_section(),
     }
     header = (
         "# Demo mapping document for the Northwind Consulting group (generated; seed "

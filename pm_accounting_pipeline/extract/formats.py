@@ -21,7 +21,10 @@ HARVEST_CSV = "harvest_csv"
 TOGGL_CSV = "toggl_csv"
 CANONICAL_CSV = "canonical_csv"
 CANONICAL_JSON = "canonical_json"
-FORMATS = (HARVEST_CSV, TOGGL_CSV, CANONICAL_CSV, CANONICAL_JSON)
+HARVEST_EXPENSE_CSV = "harvest_expense_csv"
+FORMATS = (HARVEST_CSV, TOGGL_CSV, CANONICAL_CSV, CANONICAL_JSON, HARVEST_EXPENSE_CSV)
+# Formats whose rows are expenses (raw.expenses) rather than time entries (raw.time_entries).
+EXPENSE_FORMATS = frozenset({HARVEST_EXPENSE_CSV})
 
 # The canonical format's fields, in order (docs/formats.md is the reference).
 CANONICAL_FIELDS: tuple[str, ...] = (
@@ -33,6 +36,9 @@ CANONICAL_REQUIRED: tuple[str, ...] = ("source_id", "date", "client", "project",
 
 HARVEST_REQUIRED: tuple[str, ...] = ("date", "client", "project", "task", "hours", "first name", "last name")
 TOGGL_REQUIRED: tuple[str, ...] = ("user", "project", "start date", "duration")
+# Harvest's expense export also needs an amount column: `Amount` or `Total Amount` (EXPENSE_AMOUNT).
+HARVEST_EXPENSE_REQUIRED: tuple[str, ...] = ("date", "client", "project", "category", "first name", "last name")
+EXPENSE_AMOUNT: tuple[str, ...] = ("amount", "total amount")
 
 # Harvest columns that record where an entry is in its workflow rather than what the work was. They
 # change between two exports of the same entry, so they are left out of the derived source id.
@@ -40,7 +46,8 @@ HARVEST_WORKFLOW_COLUMNS = frozenset({"approved", "invoiced"})
 
 EXPECTED_FORMATS = (
     "Harvest Detailed Time CSV (columns Date, Client, Project, Task, Hours, ...), Toggl detailed CSV, "
-    "canonical CSV/JSON (see docs/formats.md)"
+    "canonical CSV/JSON, Harvest expense CSV (Date, Client, Project, Category, Amount, ...) "
+    "(see docs/formats.md)"
 )
 
 # Date formats as the mapping document names them (config.schema.HarvestCsvSettings) -> strptime.
@@ -57,6 +64,7 @@ _LABELS = {
     TOGGL_CSV: "Toggl detailed CSV",
     CANONICAL_CSV: "canonical CSV",
     CANONICAL_JSON: "canonical JSON",
+    HARVEST_EXPENSE_CSV: "Harvest expense CSV",
 }
 
 
@@ -87,6 +95,17 @@ class Headers:
     def missing(self, required: tuple[str, ...]) -> list[str]:
         return [r for r in required if r not in self.by_norm]
 
+    def expense_amount(self) -> str | None:
+        """The normalised name of the expense amount column (`amount`, else `total amount`)."""
+        return next((n for n in EXPENSE_AMOUNT if n in self.by_norm), None)
+
+    def missing_for(self, fmt: str) -> list[str]:
+        """The required columns of `fmt` this header lacks (an expense file needs one amount column)."""
+        missing = self.missing(_REQUIRED[fmt])
+        if fmt == HARVEST_EXPENSE_CSV and self.expense_amount() is None:
+            missing.append("amount")
+        return missing
+
     def toggl_amount(self) -> tuple[str, str | None] | None:
         """The `Amount (USD)` header and the currency inside it (None for `Amount ()`)."""
         for norm, original in self.by_norm.items():
@@ -110,6 +129,7 @@ _REQUIRED = {
     TOGGL_CSV: TOGGL_REQUIRED,
     CANONICAL_CSV: CANONICAL_REQUIRED,
     CANONICAL_JSON: CANONICAL_REQUIRED,
+    HARVEST_EXPENSE_CSV: HARVEST_EXPENSE_REQUIRED,
 }
 
 
@@ -126,7 +146,9 @@ def detect(headers: Headers, container: str, hint: str | None, source_file: str)
     nearly matches one format (most of its required columns) is reported as that format missing
     columns, which is a more useful message than "unknown format".
     """
-    candidates = [CANONICAL_JSON] if container == "json" else [CANONICAL_CSV, TOGGL_CSV, HARVEST_CSV]
+    candidates = (
+        [CANONICAL_JSON] if container == "json" else [CANONICAL_CSV, TOGGL_CSV, HARVEST_CSV, HARVEST_EXPENSE_CSV]
+    )
     if hint is not None:
         if hint not in FORMATS:
             return Detection(
@@ -140,12 +162,12 @@ def detect(headers: Headers, container: str, hint: str | None, source_file: str)
             )
         candidates = [hint]
     for fmt in candidates:
-        if not headers.missing(_REQUIRED[fmt]):
+        if not headers.missing_for(fmt):
             return Detection(fmt)
     # A near miss: more than half of some format's required columns are there (the closest wins).
-    for fmt in sorted(candidates, key=lambda f: len(headers.missing(_REQUIRED[f])) / len(_REQUIRED[f])):
+    for fmt in sorted(candidates, key=lambda f: len(headers.missing_for(f)) / len(_REQUIRED[f])):
         req = _REQUIRED[fmt]
-        missing = headers.missing(req)
+        missing = headers.missing_for(fmt)
         if hint is not None or len(missing) * 2 < len(req):
             return Detection(
                 None,

@@ -1,4 +1,5 @@
-"""Parse one dropped file into raw.time_entries rows and quarantine rows, losslessly.
+"""Parse one dropped file into raw.time_entries rows (raw.expenses rows for Harvest's expense
+export) and quarantine rows, losslessly.
 
 Raw is source-shaped: every value stays the text the source wrote (numbers such as `1.234,50` and
 flags such as `Yes` are read later by cleaning, with the entity's decimal separator); only Harvest's
@@ -12,6 +13,7 @@ rows, so other files are unaffected.
 from __future__ import annotations
 
 import codecs
+import csv
 import hashlib
 import json
 from collections.abc import Callable
@@ -30,6 +32,8 @@ RAW_TABLE = "raw.time_entries"
 QUARANTINE_TABLE = "staging.quarantine"
 RAW_SCHEMA = polars_schema(RAW_TABLE)
 QUARANTINE_SCHEMA = polars_schema(QUARANTINE_TABLE)
+EXPENSES_TABLE = "raw.expenses"
+EXPENSES_SCHEMA = polars_schema(EXPENSES_TABLE)
 
 # The raw columns filled from a format's source columns (the rest are file/row metadata).
 _FIELDS: tuple[str, ...] = (
@@ -37,11 +41,18 @@ _FIELDS: tuple[str, ...] = (
     "hours_raw", "rounded_hours_raw", "billable_raw", "approved_raw", "invoiced_raw", "bill_rate_raw",
     "cost_rate_raw", "currency_raw",
 )  # fmt: skip
+# The raw.expenses columns filled from an expense export's columns.
+_EXPENSE_FIELDS: tuple[str, ...] = (
+    "client", "client_id", "project", "project_code", "person", "person_id", "category", "category_id",
+    "units_raw", "unit_price_raw", "total_cost_raw", "billable_raw", "invoiced_raw", "receipt_url", "notes",
+    "currency_raw", "approved_raw",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
 class ParsedFile:
-    """One file's rows (exactly the RawTimeEntry schema) and quarantine rows (exactly Quarantine).
+    """One file's rows (exactly the RawTimeEntry schema, or RawExpense for an expense export) and
+    quarantine rows (exactly Quarantine).
 
     Invariant: rows_in == rows.height + quarantine.height. A file that cannot be read as rows at all
     (unreadable, unknown format, missing columns) counts as one input row with one quarantine row.
@@ -73,7 +84,8 @@ class ParsedFile:
     def work_date_range(self) -> tuple[date, date] | None:
         if self.rows.height == 0:
             return None
-        return self.rows["work_date"].min(), self.rows["work_date"].max()  # type: ignore[return-value]
+        day = "spent_date" if self.format in F.EXPENSE_FORMATS else "work_date"
+        return self.rows[day].min(), self.rows[day].max()  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)
@@ -253,6 +265,34 @@ def _harvest_fields(headers: F.Headers) -> dict[str, pl.Expr]:
     }
 
 
+def _expense_fields(headers: F.Headers) -> dict[str, pl.Expr]:
+    """Harvest's expense export: `Amount` (or `Total Amount`) is the expense's total; `Units` is
+    the quantity of a unit-priced category (mileage); the receipt is referenced by its URL."""
+    col = _getter(headers)
+    person = pl.concat_str([col("first name").fill_null(""), col("last name").fill_null("")], separator=" ")
+    amount = headers.expense_amount()
+    none = pl.lit(None, dtype=pl.String)
+    return {
+        "client": F.empty_to_null(col("client")),
+        "client_id": F.empty_to_null(col("client id")),
+        "project": F.empty_to_null(col("project")),
+        "project_code": F.empty_to_null(col("project code")),
+        "person": F.empty_to_null(person),
+        "person_id": F.empty_to_null(col("employee id")),
+        "category": F.empty_to_null(col("category")),
+        "category_id": none,
+        "units_raw": F.empty_to_null(col("units")),
+        "unit_price_raw": F.empty_to_null(col("unit price")),
+        "total_cost_raw": F.empty_to_null(col(amount)) if amount else none,
+        "billable_raw": F.empty_to_null(col("billable")),
+        "invoiced_raw": F.empty_to_null(col("invoiced")),
+        "receipt_url": F.empty_to_null(pl.coalesce(col("receipt url"), col("receipt"))),
+        "notes": _verbatim(col("notes")),
+        "currency_raw": F.normalise_currency(col("currency")),
+        "approved_raw": F.empty_to_null(col("approved")),
+    }
+
+
 def _toggl_fields(headers: F.Headers) -> dict[str, pl.Expr]:
     col = _getter(headers)
     amount = headers.toggl_amount()
@@ -332,9 +372,14 @@ def _with_identity(base: pl.DataFrame, identity: list[str]) -> pl.DataFrame:
 
 def _to_raw(frame: pl.DataFrame, headers: F.Headers, fmt: str, ctx: _Ctx) -> ParsedFile:
     entity = ctx.mapping.entity(ctx.entity)
+    field_names, schema, day = _FIELDS, RAW_SCHEMA, "work_date"
     if fmt == F.HARVEST_CSV:
         fields = _harvest_fields(headers)
         configured, date_col = entity.harvest_csv.date_format, headers.get("date")
+    elif fmt == F.HARVEST_EXPENSE_CSV:
+        fields = _expense_fields(headers)
+        configured, date_col = entity.harvest_csv.date_format, headers.get("date")
+        field_names, schema, day = _EXPENSE_FIELDS, EXPENSES_SCHEMA, "spent_date"
     elif fmt == F.TOGGL_CSV:
         fields, configured, date_col = _toggl_fields(headers), "auto", headers.get("start date")
     else:
@@ -359,7 +404,8 @@ def _to_raw(frame: pl.DataFrame, headers: F.Headers, fmt: str, ctx: _Ctx) -> Par
         # No id in the source: derive one from the row's content and its occurrence among identical
         # rows, so the same export landed twice gives the same ids and repeated rows stay distinct.
         identity = _identity_columns(
-            headers, F.HARVEST_WORKFLOW_COLUMNS if fmt == F.HARVEST_CSV else frozenset()
+            headers,
+            F.HARVEST_WORKFLOW_COLUMNS if fmt in (F.HARVEST_CSV, F.HARVEST_EXPENSE_CSV) else frozenset(),
         )
         base = _with_identity(base, identity)
         names = "|".join(F.normalise_header(c) for c in identity)
@@ -420,7 +466,10 @@ def _to_raw(frame: pl.DataFrame, headers: F.Headers, fmt: str, ctx: _Ctx) -> Par
     rows = (
         ok.select(
             pl.lit(ctx.entity).alias("entity"),
-            pl.col("work_date"),
+            # Until core/entities.py assigns the row, it belongs to the entity it was landed for.
+            pl.lit(ctx.entity).alias("landing_entity"),
+            pl.lit("pm_account").alias("entity_rule"),
+            pl.col("work_date").alias(day),
             pl.lit(fmt).alias("source_system"),
             pl.lit(ctx.source_file).alias("source_file"),
             pl.lit(ctx.file_hash).alias("file_hash"),
@@ -428,10 +477,11 @@ def _to_raw(frame: pl.DataFrame, headers: F.Headers, fmt: str, ctx: _Ctx) -> Par
             pl.col("source_id"),
             pl.lit(ctx.extracted_at, dtype=pl.Datetime("us", "UTC")).alias("extracted_at"),
             date_raw.alias("date_raw"),
-            *(fields[name].alias(name) for name in _FIELDS),
+            *(fields[name].alias(name) for name in field_names),
             record.alias("source_record"),
         )
-        .cast(dict(RAW_SCHEMA))
+        .select(schema.names())
+        .cast(dict(schema))
         .collect()
     )
     quarantine = (
@@ -472,3 +522,38 @@ def _file_failure(ctx: _Ctx, reason: str, message: str) -> ParsedFile:
         schema=QUARANTINE_SCHEMA,
     )
     return ParsedFile(empty_frame(RAW_TABLE), quarantine, "unknown", ctx.file_hash, 1, message)
+
+
+# --- recognising a file from its header alone --------------------------------------------------
+
+_SNIFF_CACHE: dict[tuple[str, int, int], str | None] = {}
+
+
+def sniff_format(path: Path) -> str | None:
+    """The format of a landed file judged from its first line (None when not recognised), without
+    reading the whole file: the raw assets use it to route expense exports and time exports."""
+    path = Path(path)
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    key = (str(path), st.st_size, st.st_mtime_ns)
+    if key in _SNIFF_CACHE:
+        return _SNIFF_CACHE[key]
+    with path.open("rb") as fh:
+        head = fh.read(65536)
+    text, _ = F.decode(head)
+    fmt: str | None = None
+    if F.looks_like_json(text):
+        fmt = F.CANONICAL_JSON
+    else:
+        first = text.splitlines()[0] if text else ""
+        names = next(csv.reader([first]), [])
+        fmt = F.detect(F.Headers(names), "csv", None, path.name).format
+    _SNIFF_CACHE[key] = fmt
+    return fmt
+
+
+def is_expense_file(path: Path, fmt: str | None) -> bool:
+    """Whether a landed file holds expenses: its sidecar's format, else its header."""
+    return (fmt if fmt is not None else sniff_format(path)) in F.EXPENSE_FORMATS

@@ -14,7 +14,7 @@ import polars as pl
 from pm_accounting_pipeline.config.schema import MappingDocument
 from pm_accounting_pipeline.contracts.layers import empty_frame
 from pm_accounting_pipeline.extract.landing import LandingFile
-from pm_accounting_pipeline.extract.parse import QUARANTINE_TABLE, RAW_TABLE, parse_file
+from pm_accounting_pipeline.extract.parse import QUARANTINE_TABLE, RAW_TABLE, is_expense_file, parse_file
 
 
 def may_contribute(lf: LandingFile, dates: set[date] | None) -> bool:
@@ -45,7 +45,7 @@ def extract_raw(
     quarantine: list[pl.DataFrame] = [empty_frame(QUARANTINE_TABLE)]
     wanted = pl.lit(pl.Series(sorted(dates), dtype=pl.Date)).implode() if dates is not None else None
     for lf in unique_files(files):
-        if not may_contribute(lf, dates):
+        if not may_contribute(lf, dates) or is_expense_file(lf.path, lf.format):
             continue
         parsed = parse_file(
             lf.path, entity, mapping, extracted_at=lf.extracted_at, source_file=lf.path.name, fmt=lf.format

@@ -14,6 +14,9 @@ EXPECTED_ASSETS = {
     "staging/rated_billables": ("staging", "daily"),
     "staging/fx_billables": ("staging", "daily"),
     "ledger/accrual_entries": ("ledger", "daily"),
+    "raw/expenses": ("raw", "daily"),
+    "staging/expenses": ("staging", "daily"),
+    "ledger/expense_accrual_entries": ("ledger", "daily"),
     "ledger/invoices": ("ledger", "monthly"),
     "ledger/billing_documents": ("ledger", "monthly"),
     "staging/client_matches": ("staging", "daily"),
@@ -51,6 +54,14 @@ EXPECTED_CHECKS = {
         "period_complete",
     },
     "analytics/trial_balance": {"entities_balance"},
+    "raw/expenses": {"contract"},
+    "staging/expenses": {"contract", "rows_accounted_for"},
+    "ledger/expense_accrual_entries": {
+        "journal_balanced",
+        "entries_contract",
+        "lines_contract",
+        "line_sources_contract",
+    },
 }
 
 

@@ -399,8 +399,8 @@ def test_unknown_format_names_the_file_the_expected_formats_and_the_columns_foun
     parsed = _parse(path, "us", mapping)
     assert parsed.error == (
         "bank.csv: not a recognised format; expected one of: Harvest Detailed Time CSV (columns Date, Client, "
-        "Project, Task, Hours, ...), Toggl detailed CSV, canonical CSV/JSON (see docs/formats.md); found columns: "
-        "Booking Date, Amount, Counterparty"
+        "Project, Task, Hours, ...), Toggl detailed CSV, canonical CSV/JSON, Harvest expense CSV (Date, Client, "
+        "Project, Category, Amount, ...) (see docs/formats.md); found columns: Booking Date, Amount, Counterparty"
     )
     assert parsed.format == "unknown"
     assert parsed.rows_in == 1 and parsed.rows.height == 0

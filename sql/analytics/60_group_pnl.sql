@@ -16,7 +16,7 @@ SELECT
 FROM ledger.journal_lines
 WHERE account_role IN (
     'service_revenue', 'intercompany_revenue', 'expense_recharge', 'discounts', 'write_off',
-    'cost_of_services', 'intercompany_cost', 'allocated_overhead', 'overhead_source',
+    'cost_of_services', 'project_expenses', 'intercompany_cost', 'allocated_overhead', 'overhead_source',
     'depreciation_expense', 'realised_fx_gain_loss', 'unrealised_fx_gain_loss'
 )
 GROUP BY ALL
@@ -41,7 +41,7 @@ SELECT
 FROM lines
 WHERE account_role IN (
     'service_revenue', 'intercompany_revenue', 'expense_recharge', 'discounts', 'write_off',
-    'cost_of_services', 'intercompany_cost', 'allocated_overhead', 'overhead_source',
+    'cost_of_services', 'project_expenses', 'intercompany_cost', 'allocated_overhead', 'overhead_source',
     'depreciation_expense', 'realised_fx_gain_loss', 'unrealised_fx_gain_loss', 'consolidation_difference'
 )
 GROUP BY ALL

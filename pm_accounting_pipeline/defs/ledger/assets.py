@@ -24,10 +24,12 @@ from pm_accounting_pipeline.defs.metadata import contract_check, md_table, total
 from pm_accounting_pipeline.defs.partitions import PipelinePartitions, context_partitions, daily_to_monthly
 from pm_accounting_pipeline.defs.resources import PipelineResource
 from pm_accounting_pipeline.defs.staging.assets import FX_BILLABLES
+from pm_accounting_pipeline.lib.expenses import read_billables
 from pm_accounting_pipeline.lib.lake import Lake
 
 ACCRUALS = dg.AssetKey(["ledger", "accrual_entries"])
 INVOICES = dg.AssetKey(["ledger", "invoices"])
+STAGED_EXPENSES = dg.AssetKey(["staging", "expenses"])  # defs/expenses: billable expenses are invoiced too
 
 
 def _write_journal(
@@ -138,6 +140,7 @@ def build_ledger_assets(parts: PipelinePartitions) -> list[dg.AssetsDefinition]:
                 FX_BILLABLES,
                 partition_mapping=daily_to_monthly(),
             ),
+            dg.AssetDep(STAGED_EXPENSES, partition_mapping=daily_to_monthly()),
             ACCRUALS,
         ],
         partitions_def=parts.monthly,
@@ -176,7 +179,7 @@ def build_ledger_assets(parts: PipelinePartitions) -> list[dg.AssetsDefinition]:
                 for e, d in day_parts
                 if not lake.path("staging.fx_billables", e, d, "fx").exists()
             ]
-            fx = lake.read("staging.fx_billables", day_parts, writer="fx")
+            fx = read_billables(lake, day_parts)
             batch = build_invoices(fx, mapping, entity, days[0], days[-1])
             outs["inv"].append(batch.invoices)
             outs["lines"].append(batch.invoice_lines)

@@ -10,7 +10,7 @@ from pm_accounting_pipeline.defs.metadata import contract_check, md_table, reaso
 from pm_accounting_pipeline.defs.partitions import PipelinePartitions, context_partitions
 from pm_accounting_pipeline.defs.resources import PipelineResource
 from pm_accounting_pipeline.extract.landing import list_landing_files
-from pm_accounting_pipeline.extract.parse import parse_file
+from pm_accounting_pipeline.extract.parse import is_expense_file, parse_file
 from pm_accounting_pipeline.extract.raw import may_contribute, unique_files
 
 RAW_TIME_ENTRIES = dg.AssetKey(["raw", "time_entries"])
@@ -44,6 +44,8 @@ def build_raw_assets(parts: PipelinePartitions) -> list[dg.AssetsDefinition]:
             files_seen += len(files)
             day_list = pl.Series(sorted(days), dtype=pl.Date)
             for lf in files:
+                if is_expense_file(lf.path, lf.format):
+                    continue  # expense exports feed raw.expenses (defs/expenses)
                 if not may_contribute(lf, days):
                     continue  # the sidecar's work-date span proves it has nothing for these days
                 files_read += 1

@@ -21,7 +21,6 @@ from pm_accounting_pipeline.sources.harvest_api.to_raw import EXPENSES_RAW_SCHEM
 
 HARVEST_API_RAW = dg.AssetKey(["raw", "harvest_api_time_entries"])
 WRITER = "harvest_api"
-EXPENSES_DIR = ("raw", "harvest_api_expenses")
 TOMBSTONES_DIR = ("raw", "harvest_api_tombstones")
 
 
@@ -70,13 +69,14 @@ def build_harvest_api_assets(partitions_def: dg.MultiPartitionsDefinition) -> li
             expenses.append(ex.rows)
             tombs = pl.concat([te_tombs, ex_tombs])
             tombstones.append(tombs)
-            _write(lake.root, EXPENSES_DIR, entity, key, ex.rows)
             _write(lake.root, TOMBSTONES_DIR, entity, key, tombs)
         raw_all = pl.concat(raws) if raws else empty_frame("raw.time_entries")
         quarantine_all = pl.concat(quarantines) if quarantines else empty_frame("staging.quarantine")
         expenses_all = pl.concat(expenses) if expenses else pl.DataFrame(schema=EXPENSES_RAW_SCHEMA)
         tombstones_all = pl.concat(tombstones) if tombstones else pl.DataFrame(schema=TOMBSTONE_SCHEMA)
         lake.write_partitions("raw.time_entries", raw_all, wanted, WRITER, pl.col("work_date"))
+        # Expenses go to the one canonical raw expense table, beside Harvest's expense CSV export.
+        lake.write_partitions("raw.expenses", expenses_all, wanted, WRITER, pl.col("spent_date"))
         lake.write_partitions("staging.quarantine", quarantine_all, wanted, WRITER, pl.col("partition_date"))
         context.log.info(
             "harvest_api: %d time entries, %d expenses, %d quarantined, %d tombstones in %d partition(s)",

@@ -27,38 +27,10 @@ _INTEGER = r"^[0-9]+$"
 _BOOLEAN = ["true", "false"]
 APPROVAL_STATUSES = ["unsubmitted", "submitted", "approved"]
 
-# The raw expenses table has no layer contract yet; this is its schema (same lineage columns as
-# raw.time_entries, expense-shaped value columns, all source-shaped strings).
-EXPENSES_RAW_SCHEMA = pl.Schema(
-    {
-        "entity": pl.String,
-        "spent_date": pl.Date,
-        "source_system": pl.String,
-        "source_file": pl.String,
-        "file_hash": pl.String,
-        "source_row": pl.Int64,
-        "source_id": pl.String,
-        "extracted_at": pl.Datetime("us", "UTC"),
-        "date_raw": pl.String,
-        "client": pl.String,
-        "client_id": pl.String,
-        "project": pl.String,
-        "project_code": pl.String,
-        "person": pl.String,
-        "person_id": pl.String,
-        "category": pl.String,
-        "category_id": pl.String,
-        "units_raw": pl.String,
-        "unit_price_raw": pl.String,
-        "total_cost_raw": pl.String,
-        "billable_raw": pl.String,
-        "invoiced_raw": pl.String,
-        "receipt_url": pl.String,
-        "notes": pl.String,
-        "currency_raw": pl.String,
-        "source_record": pl.String,
-    }
-)
+# The raw expenses table (contracts/expenses.py `raw.expenses`): the same lineage columns as
+# raw.time_entries, expense-shaped value columns, all source-shaped strings. Harvest's expense CSV
+# export (extract/parse.py) fills the same columns.
+EXPENSES_RAW_SCHEMA = polars_schema("raw.expenses")
 
 
 @dataclass(frozen=True)
@@ -281,6 +253,9 @@ def expenses_to_raw(
         _path("$.units").alias("units_raw"),
         _path("$.total_cost").alias("total_cost_raw"),
         _path("$.receipt.url").alias("receipt_url"),
+        # Approval: `approval_status` where the account uses approvals, else `is_closed` (approved
+        # or closed); cleaning reads both ("approved", "true").
+        pl.coalesce(_path("$.approval_status"), _path("$.is_closed")).alias("approved_raw"),
     )
     checks = [
         *_common_checks("currency_raw"),
