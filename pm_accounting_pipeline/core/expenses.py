@@ -457,6 +457,8 @@ def as_rated(staged: pl.DataFrame) -> pl.DataFrame:
         pl.lit(0, dtype=pl.Int64).alias("cost_minor"),
         "tax_rate",
     )
+    # Columns an expense has no value for (e.g. approval metadata of timesheets) stay empty.
+    out = out.with_columns(pl.lit(None, dtype=t).alias(c) for c, t in schema.items() if c not in out.columns)
     return out.cast(dict(schema)).select(schema.names())
 
 
@@ -641,4 +643,5 @@ def expense_billables(staged: pl.DataFrame) -> pl.DataFrame:
         pl.lit(0, dtype=pl.Int64).alias("cost_reporting_minor"),
     )
     out = rated.join(fx, on="work_item_id", how="left", maintain_order="left")
+    out = out.with_columns(pl.lit(None, dtype=t).alias(c) for c, t in schema.items() if c not in out.columns)
     return out.select(schema.names()).cast(dict(schema))

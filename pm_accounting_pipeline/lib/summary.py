@@ -5,7 +5,7 @@ Figures come from the same views analysts use, scoped to the run's dates and ent
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 
 import polars as pl
@@ -29,6 +29,7 @@ class SummaryFigures:
     ledger: pl.DataFrame
     balance: pl.DataFrame
     top_projects: pl.DataFrame
+    expenses: pl.DataFrame = field(default_factory=pl.DataFrame)
 
 
 def _scope(start: date, end: date, entities: list[str], col: str) -> str:
@@ -51,9 +52,11 @@ def collect(paths: Paths, start: date, end: date, entities: list[str]) -> Summar
             f"SELECT billing_status, count(*) AS entries, sum(billed_hours) AS hours "
             f"FROM staging.fx_billables WHERE {w_work} GROUP BY 1 ORDER BY 1"
         ).pl()
+        # Expenses have their own figures (expense_figures); their quarantine rows are not time rows.
+        not_expense = "layer <> 'expenses' AND coalesce(source_system, '') <> 'harvest_expense_csv'"
         by_reason = con.sql(
             f"SELECT layer, reason, count(*) AS rows FROM staging.quarantine "
-            f"WHERE ({w_q} AND layer <> 'raw') OR (layer = 'raw' AND entity IN ({ents})) "
+            f"WHERE (({w_q} AND layer <> 'raw') OR (layer = 'raw' AND entity IN ({ents}))) AND {not_expense} "
             f"GROUP BY 1, 2 ORDER BY 3 DESC"
         ).pl()
         ledger = con.sql(
@@ -89,10 +92,62 @@ def collect(paths: Paths, start: date, end: date, entities: list[str]) -> Summar
             f"FROM analytics.project_profitability WHERE {_scope(start, end, entities, 'month')} "
             f"GROUP BY ALL ORDER BY margin_reporting DESC LIMIT 5"
         ).pl()
+        expenses = expense_figures(con, start, end, entities)
     finally:
         con.close()
     quarantined = int(by_reason["rows"].sum()) if by_reason.height else 0
-    return SummaryFigures(raw + unroutable, accepted, quarantined, by_status, by_reason, ledger, balance, top)
+    return SummaryFigures(
+        raw + unroutable, accepted, quarantined, by_status, by_reason, ledger, balance, top, expenses
+    )
+
+
+def expense_figures(con: object, start: date, end: date, entities: list[str]) -> pl.DataFrame:
+    """Per entity: expense rows in (raw rows + rows a file could not route to a day), accepted,
+    quarantined (and why), by billing status, and what the period's invoices bill for expenses."""
+    ents = ", ".join(f"'{e}'" for e in entities)
+    w_spent = _scope(start, end, entities, "spent_date")
+    w_q = _scope(start, end, entities, "partition_date")
+    w_inv = _scope(start, end, entities, "i.period_start").replace("entity IN", "i.entity IN")
+    return con.sql(  # type: ignore[attr-defined]
+        f"""
+        WITH raw AS (SELECT entity, count(*) AS n FROM raw.expenses WHERE {w_spent} GROUP BY 1),
+        q AS (
+            SELECT entity, count(*) AS n,
+                   count(*) FILTER (WHERE layer = 'raw') AS unroutable,
+                   string_agg(DISTINCT reason, ', ' ORDER BY reason) AS reasons
+            FROM staging.quarantine
+            WHERE ({w_q} AND layer = 'expenses')
+               OR (layer = 'raw' AND source_system = 'harvest_expense_csv' AND entity IN ({ents}))
+            GROUP BY 1
+        ),
+        s AS (
+            SELECT entity, count(*) AS n,
+                   count(*) FILTER (WHERE billing_status = 'billable') AS billable,
+                   count(*) FILTER (WHERE billing_status = 'held_unapproved') AS held,
+                   count(*) FILTER (WHERE billing_status IN ('non_billable', 'internal')) AS cost_only
+            FROM staging.expenses WHERE {w_spent} GROUP BY 1
+        ),
+        billed AS (
+            SELECT entity, string_agg(currency || ' ' || rtrim(rtrim(CAST(amount AS VARCHAR), '0'), '.'), ', ' ORDER BY currency) AS billed
+            FROM (
+                SELECT l.entity, i.currency, sum(l.amount) AS amount
+                FROM ledger.invoice_lines l JOIN ledger.invoices i USING (invoice_id)
+                WHERE l.task_name LIKE 'Expenses: %' AND {w_inv}
+                GROUP BY 1, 2
+            ) GROUP BY 1
+        )
+        SELECT e.entity, coalesce(raw.n, 0) + coalesce(q.unroutable, 0) AS "rows in",
+               coalesce(s.n, 0) AS accepted, coalesce(q.n, 0) AS quarantined,
+               q.reasons AS "quarantine reasons", coalesce(s.billable, 0) AS billable,
+               coalesce(s.held, 0) AS held, coalesce(s.cost_only, 0) AS "cost only",
+               billed.billed AS "billed on invoices"
+        FROM (SELECT unnest([{ents}]) AS entity) e
+        LEFT JOIN raw USING (entity) LEFT JOIN q USING (entity) LEFT JOIN s USING (entity)
+        LEFT JOIN billed USING (entity)
+        WHERE coalesce(raw.n, 0) + coalesce(q.n, 0) > 0
+        ORDER BY 1
+        """
+    ).pl()
 
 
 def _table(title: str, df: pl.DataFrame) -> Table:
@@ -124,6 +179,12 @@ def render(console: Console, outcome: RunOutcome, fig: SummaryFigures, paths: Pa
     console.print(
         "Trial balance: " + ("[green]every entity balances[/green]" if ok else "[red]OUT OF BALANCE[/red]")
     )
+    if fig.expenses.height:
+        exp = fig.expenses
+        adds_up = (exp["rows in"] == exp["accepted"] + exp["quarantined"]).all()
+        console.print(_table("Expenses (rows in = accepted + quarantined)", exp))
+        if not adds_up:
+            console.print("[red]expense rows do not add up[/red]")
     console.print(_table("Top projects by margin (reporting currency)", fig.top_projects))
     console.print(
         "\n[bold]Next steps[/bold]\n"

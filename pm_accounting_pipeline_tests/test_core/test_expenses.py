@@ -1,0 +1,633 @@
+"""Expenses end to end through the pure core: Harvest expense CSV parsing (and its variants), the
+same canonical rows from the API, staging (mapping, approval, markup, rounding, FX, quarantine),
+accrual entries, and billable expenses on invoices and in billing runs (held then billed, deleted
+then credited). Expected values are computed here by hand with Decimal."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from decimal import ROUND_HALF_EVEN, ROUND_HALF_UP, Decimal
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pytest
+
+from pm_accounting_pipeline.config.schema import MappingDocument, MappingDocumentError, parse_mapping
+from pm_accounting_pipeline.contracts.expenses import RawExpense, StagedExpense
+from pm_accounting_pipeline.contracts.layers import JournalEntry, JournalLine, LineSource, polars_schema
+from pm_accounting_pipeline.core.billing.expenses import with_expenses
+from pm_accounting_pipeline.core.billing.run import BillingInputs, bill_period
+from pm_accounting_pipeline.core.billing.state import BillingState
+from pm_accounting_pipeline.core.checks import assert_balanced
+from pm_accounting_pipeline.core.expenses import build_expense_accruals, stage_expenses
+from pm_accounting_pipeline.core.fx import RATE_SCHEMA
+from pm_accounting_pipeline.core.invoicing import build_invoices
+from pm_accounting_pipeline.extract import formats as F
+from pm_accounting_pipeline.extract.parse import parse_bytes, sniff_format
+from pm_accounting_pipeline.sources.harvest_api.to_raw import canonical_records, expenses_to_raw
+
+AT = datetime(2026, 4, 2, 8, 0, tzinfo=UTC)
+HEADER = (
+    "Date,Client,Project,Project Code,Category,Notes,Amount,Units,Billable?,Invoiced?,Approved?,"
+    "First Name,Last Name,Employee?,Currency,Receipt URL"
+)
+RATES = {
+    ("GBP", "USD"): Decimal("1.25"),
+    ("USD", "GBP"): Decimal("0.8"),
+    ("EUR", "USD"): Decimal("1.1"),
+    ("JPY", "USD"): Decimal("0.0067"),
+}
+
+
+class FixedRates:
+    """A rate provider with fixed rates (identity for a currency to itself)."""
+
+    name = "fixed"
+
+    def rates(self, pairs: pl.DataFrame) -> pl.DataFrame:
+        rows = [
+            (f, t, d, Decimal(1) if f == t else RATES[(f, t)], d, "identity" if f == t else "fixed", "spot")
+            for f, t, d in pairs.select("from_currency", "to_currency", "date").unique().iter_rows()
+        ]
+        return pl.DataFrame(rows, schema=RATE_SCHEMA, orient="row")
+
+
+PROVIDER = FixedRates()
+
+
+def mapping_data(**expenses: Any) -> dict[str, Any]:
+    return {
+        "version": 1,
+        "reporting_currency": "USD",
+        "start_date": "2026-01-01",
+        "entities": [
+            {
+                "id": "us",
+                "name": "US Inc",
+                "functional_currency": "USD",
+                "tax": {"rate": "0.08"},
+                "harvest_csv": {"date_format": "YYYY-MM-DD"},
+            },
+            {
+                "id": "uk",
+                "name": "UK Ltd",
+                "functional_currency": "GBP",
+                "tax": {"rate": "0.20"},
+                "harvest_csv": {"date_format": "DD/MM/YYYY", "decimal_separator": ","},
+            },
+        ],
+        "clients": [
+            {"name": "Acme Corporation", "customer_ref": "C-ACME", "entity": "us", "currency": "USD"},
+            {
+                "name": "Exempt Foundation",
+                "customer_ref": "C-EXEMPT",
+                "entity": "us",
+                "currency": "USD",
+                "tax_profile": "exempt",
+            },
+            {
+                "name": "Trusted Client",
+                "customer_ref": "C-TRUST",
+                "entity": "us",
+                "currency": "USD",
+                "require_approval": False,
+            },
+            {"name": "Tokyo Trading", "customer_ref": "C-TOKYO", "entity": "us", "currency": "JPY"},
+            {"name": "Britannia Ltd", "customer_ref": "C-BRIT", "entity": "uk", "currency": "GBP"},
+        ],
+        "projects": [
+            {"name": "Website", "client": "Acme Corporation", "code": "AC-1", "customer_job": "Acme:Website"},
+            {
+                "name": "Internal",
+                "client": "Acme Corporation",
+                "code": "AC-INT",
+                "customer_job": "Acme:Internal",
+                "billable": False,
+            },
+            {"name": "Audit", "client": "Exempt Foundation", "code": "EX-1", "customer_job": "Exempt:Audit"},
+            {
+                "name": "Support",
+                "client": "Trusted Client",
+                "code": "TR-1",
+                "customer_job": "Trusted:Support",
+            },
+            {"name": "ERP", "client": "Tokyo Trading", "code": "TK-1", "customer_job": "Tokyo:ERP"},
+            {"name": "Audit", "client": "Britannia Ltd", "code": "BR-1", "customer_job": "Brit:Audit"},
+        ],
+        "approval": {"require_approval": True},
+        "expenses": {
+            "markup_pct": "10",
+            "require_known_category": True,
+            "categories": [
+                {"name": "Travel", "item": "Travel expenses"},
+                {"name": "Mileage", "item": "Mileage", "markup_pct": "0"},
+                {"name": "Meals", "billable_by_default": False},
+            ],
+            "client_markup_pct": {"Trusted Client": "5"},
+            **expenses,
+        },
+    }
+
+
+def mapping(**expenses: Any) -> MappingDocument:
+    return parse_mapping(mapping_data(**expenses))
+
+
+def csv_bytes(rows: list[str], header: str = HEADER, newline: str = "\n", encoding: str = "utf-8") -> bytes:
+    return (newline.join([header, *rows]) + newline).encode(encoding)
+
+
+def parse(data: bytes, entity: str = "us", m: MappingDocument | None = None, name: str = "exp.csv"):
+    return parse_bytes(data, entity, m or mapping(), extracted_at=AT, source_file=name)
+
+
+def row(
+    day: str = "2026-03-02",
+    client: str = "Acme Corporation",
+    project: str = "Website",
+    code: str = "AC-1",
+    category: str = "Travel",
+    notes: str = "Train",
+    amount: str = "100.00",
+    units: str = "",
+    billable: str = "Yes",
+    approved: str = "Yes",
+    first: str = "Ann",
+    last: str = "Lee",
+    currency: str = "US Dollar - USD",
+    receipt: str = "https://r.example/1.pdf",
+) -> str:
+    quoted = f'"{amount}"' if "," in amount else amount
+    return (
+        f"{day},{client},{project},{code},{category},{notes},{quoted},{units},{billable},No,{approved},"
+        f"{first},{last},Yes,{currency},{receipt}"
+    )
+
+
+def stage(rows: list[str], m: MappingDocument | None = None, entity: str = "us"):
+    m = m or mapping()
+    parsed = parse(csv_bytes(rows), entity, m)
+    assert parsed.error is None, parsed.error
+    return stage_expenses(parsed.rows, m, PROVIDER)
+
+
+def minor(amount: Decimal, digits: int = 2, rounding: str = ROUND_HALF_UP) -> int:
+    return int(amount.quantize(Decimal(1).scaleb(-digits), rounding=rounding).scaleb(digits))
+
+
+# --- parsing ------------------------------------------------------------------------------------
+
+
+def test_expense_export_is_recognised_by_its_header_and_read_losslessly() -> None:
+    parsed = parse(csv_bytes([row(amount="1,234.50", units="", receipt="https://r.example/9.pdf")]))
+    assert parsed.format == F.HARVEST_EXPENSE_CSV and parsed.error is None
+    RawExpense.validate(parsed.rows)
+    r = parsed.rows.row(0, named=True)
+    assert r["spent_date"] == date(2026, 3, 2)
+    assert (r["client"], r["project"], r["project_code"], r["category"]) == (
+        "Acme Corporation",
+        "Website",
+        "AC-1",
+        "Travel",
+    )
+    assert (r["total_cost_raw"], r["currency_raw"], r["person"]) == ("1,234.50", "USD", "Ann Lee")
+    assert (r["billable_raw"], r["approved_raw"], r["invoiced_raw"]) == ("Yes", "Yes", "No")
+    assert r["receipt_url"] == "https://r.example/9.pdf"
+    assert '"Employee?":"Yes"' in r["source_record"]  # every source column is kept
+    assert r["source_system"] == "harvest_expense_csv" and r["source_row"] == 1
+
+
+def test_reordered_columns_total_amount_and_missing_optional_columns() -> None:
+    header = "Last Name,First Name,Total Amount,Category,Project,Client,Date"
+    data = csv_bytes(["Lee,Ann,42.10,Meals,Website,Acme Corporation,2026-03-03"], header=header)
+    parsed = parse(data)
+    assert parsed.format == F.HARVEST_EXPENSE_CSV and parsed.error is None
+    r = parsed.rows.row(0, named=True)
+    assert (r["total_cost_raw"], r["category"], r["person"]) == ("42.10", "Meals", "Ann Lee")
+    assert r["units_raw"] is None and r["receipt_url"] is None and r["currency_raw"] is None
+
+
+def test_crlf_latin1_thousands_and_pound_currency_name() -> None:
+    m = mapping()
+    rows = [
+        row(
+            day="02/03/2026",
+            client="Britannia Ltd",
+            project="Audit",
+            code="BR-1",
+            notes="Caf\u00e9",
+            amount="1.234,50",
+            currency="British Pound - GBP",
+        )
+    ]
+    data = csv_bytes(rows, newline="\r\n", encoding="latin-1")
+    parsed = parse(data, "uk", m)
+    assert parsed.error is None
+    r = parsed.rows.row(0, named=True)
+    assert r["spent_date"] == date(2026, 3, 2)  # DD/MM/YYYY configured for uk
+    assert (r["notes"], r["currency_raw"], r["total_cost_raw"]) == ("Caf\u00e9", "GBP", "1.234,50")
+    staged = stage_expenses(parsed.rows, m, PROVIDER).expenses
+    assert staged["expense_minor"].to_list() == [123450]  # decimal comma, thousands point
+
+
+def test_dates_are_read_with_the_configured_format_or_not_guessed() -> None:
+    data = mapping_data()
+    data["entities"][0]["harvest_csv"] = {"date_format": "auto"}
+    auto = parse_mapping(data)
+    ambiguous = parse(csv_bytes([row(day="03/04/2026")]), m=auto)
+    assert ambiguous.error is not None and "ambiguous dates" in ambiguous.error
+    detected = parse(csv_bytes([row(day="03/04/2026"), row(day="25/04/2026")]), m=auto)
+    assert detected.error is None
+    assert detected.rows["spent_date"].to_list() == [date(2026, 4, 3), date(2026, 4, 25)]
+
+
+def test_a_header_lacking_the_amount_is_a_clear_error_and_time_exports_stay_time(tmp_path: Path) -> None:
+    header = "Date,Client,Project,Category,First Name,Last Name"
+    parsed = parse(csv_bytes(["2026-03-02,Acme Corporation,Website,Travel,Ann,Lee"], header=header))
+    assert parsed.error is not None
+    assert "looks like a Harvest expense CSV but lacks required column(s): Amount" in parsed.error
+    exp = tmp_path / "e.csv"
+    exp.write_bytes(csv_bytes([row()]))
+    time = tmp_path / "t.csv"
+    time.write_bytes(b"Date,Client,Project,Task,Hours,First Name,Last Name\n2026-03-02,A,B,C,1,Ann,Lee\n")
+    assert sniff_format(exp) == F.HARVEST_EXPENSE_CSV
+    assert sniff_format(time) == F.HARVEST_CSV
+
+
+def test_api_and_csv_give_the_same_canonical_rows() -> None:
+    m = mapping()
+    api = {
+        "id": 900000123,
+        "spent_date": "2026-03-02",
+        "notes": "Train",
+        "total_cost": Decimal("100.00"),
+        "units": Decimal("1"),
+        "billable": True,
+        "is_billed": False,
+        "is_closed": True,
+        "receipt": {"url": "https://r.example/1.pdf", "file_name": "1.pdf"},
+        "user": {"id": 501, "name": "Ann Lee"},
+        "project": {"id": 7, "name": "Website", "code": "AC-1"},
+        "expense_category": {"id": 4100001, "name": "Travel", "unit_price": None},
+        "client": {"id": 3, "name": "Acme Corporation", "currency": "USD"},
+    }
+    from_api = expenses_to_raw(canonical_records([api]), "us", "123", "batch", AT)
+    assert from_api.quarantine.height == 0
+    from_csv = parse(csv_bytes([row(units="1")]))
+    assert from_api.rows.schema == from_csv.rows.schema == polars_schema("raw.expenses")
+    RawExpense.validate(from_api.rows)
+    a = stage_expenses(from_api.rows, m, PROVIDER).expenses
+    c = stage_expenses(from_csv.rows, m, PROVIDER).expenses
+    StagedExpense.validate(a)
+    lineage = ["expense_item_id", "source_system", "source_id", "source_file", "source_row", "extracted_at"]
+    # The API names the person by id; the export by name only.
+    assert a.drop(*lineage, "person_id").to_dicts() == c.drop(*lineage, "person_id").to_dicts()
+    assert a["person_id"].to_list() == ["501"]
+
+
+# --- staging: mapping, approval, markup, rounding -------------------------------------------------
+
+
+def test_markup_rounding_status_and_tax_by_hand() -> None:
+    rows = [
+        row(amount="12.345"),  # billable, 10 % markup, half-up at both steps
+        row(category="Mileage", amount="29.00", units="50"),  # markup override 0 %
+        row(category="Meals", amount="40.00", billable=""),  # category not billable by default
+        row(client="Trusted Client", project="Support", code="TR-1", amount="1000.00", approved="No"),
+        row(client="Exempt Foundation", project="Audit", code="EX-1", amount="80.00"),
+        row(project="Internal", code="AC-INT", amount="55.00"),
+        row(amount="20.00", approved="No"),  # held
+        row(client="Tokyo Trading", project="ERP", code="TK-1", amount="1,234", currency="JPY"),
+    ]
+    res = stage(rows)
+    assert res.quarantine.height == 0, res.quarantine
+    got = res.expenses.sort("source_row")
+    expense = minor(Decimal("12.345"))
+    assert expense == 1235
+    markup = minor(Decimal(expense) * Decimal("0.10") / 100)
+    assert markup == 124  # 123.5 cents, half up
+    jpy_markup = minor(Decimal(1234) * Decimal("0.10"), 0)  # 123.4 yen
+    assert got.select("billing_status", "expense_minor", "markup_minor", "recharge_minor").rows() == [
+        ("billable", expense, markup, expense + markup),
+        ("billable", 2900, 0, 2900),
+        ("non_billable", 4000, 0, 0),
+        ("billable", 100000, 5000, 105000),  # client override 5 %, approval not required
+        ("billable", 8000, 800, 8800),
+        ("internal", 5500, 0, 0),
+        ("held_unapproved", 2000, 0, 0),
+        ("billable", 1234, jpy_markup, 1234 + jpy_markup),
+    ]
+    assert got["tax_rate"].cast(pl.String).to_list() == ["0.080000"] * 4 + ["0.000000"] + ["0.080000"] * 3
+    assert got["units"].cast(pl.String).to_list()[1] == "50.0000"
+    assert got["receipt_url"].to_list()[0] == "https://r.example/1.pdf"
+    assert got["item"].to_list()[:3] == ["Travel expenses", "Mileage", "Meals"]
+    StagedExpense.validate(got)
+
+
+def test_half_even_rounding_of_the_markup() -> None:
+    data = mapping_data()
+    data["rounding"] = {"money_mode": "half_even"}
+    res = stage([row(amount="12.25")], parse_mapping(data))
+    # 10 % of 1225 cents = 122.5 cents: half-even gives 122 (half-up would give 123)
+    assert (
+        res.expenses["markup_minor"].to_list() == [minor(Decimal("1.225"), rounding=ROUND_HALF_EVEN)] == [122]
+    )
+
+
+def test_fx_to_functional_and_reporting_with_the_same_rates() -> None:
+    res = stage(
+        [
+            row(
+                day="02/03/2026",
+                client="Britannia Ltd",
+                project="Audit",
+                code="BR-1",
+                amount="10,01",
+                currency="GBP",
+            )
+        ],
+        entity="uk",
+    )
+    e = res.expenses.row(0, named=True)
+    assert (e["currency"], e["functional_currency"], e["reporting_currency"]) == ("GBP", "GBP", "USD")
+    assert e["expense_minor"] == 1001 and e["markup_minor"] == 100  # 100.1 pence -> 100
+    assert e["expense_functional_minor"] == 1001 and e["recharge_functional_minor"] == 1101
+    assert e["expense_reporting_minor"] == minor(Decimal("10.01") * Decimal("1.25"))  # 12.5125 -> 1251
+    assert e["recharge_reporting_minor"] == minor(Decimal("11.01") * Decimal("1.25"))  # 13.7625 -> 1376
+
+
+def test_quarantine_reasons_and_every_row_accounted_for() -> None:
+    rows = [
+        row(amount="12,3x"),
+        row(amount="-5.00"),
+        row(category="Mileage", units="ten"),
+        row(client="Nobody Ltd"),
+        row(project="Nowhere", code=""),
+        row(category="Entertainment"),
+        row(currency="XYZ"),
+        row(currency="EUR"),
+        row(billable="maybe"),
+        row(category=""),
+        row(client="Britannia Ltd", project="Audit", code="BR-1", currency="GBP"),
+        # Two identical rows of one export are two expenses (each has its own derived id).
+        row(notes="Twice", amount="7.00"),
+        row(notes="Twice", amount="7.00"),
+    ]
+    res = stage(rows)
+    reasons = res.quarantine.sort("source_row").select("source_row", "reason").rows()
+    assert reasons == [
+        (1, "bad_amount"),
+        (2, "bad_amount"),
+        (3, "bad_amount"),
+        (4, "unknown_client"),
+        (5, "unknown_project"),
+        (6, "unknown_category"),
+        (7, "unknown_currency"),
+        (8, "currency_mismatch"),
+        (9, "bad_flag"),
+        (10, "missing_required"),
+        (11, "wrong_entity"),
+    ]
+    details = dict(res.quarantine.select("source_row", "detail").rows())
+    assert details[1] == "amount '12,3x' is not a non-negative number"
+    assert details[6] == "category 'Entertainment' is not listed under expenses.categories"
+    assert set(res.quarantine["layer"]) == {"expenses"}
+    assert res.expenses.height + res.quarantine.height == len(rows)
+    assert res.expenses["source_row"].sort().to_list() == [12, 13]
+
+
+def _api_expense(**changes: Any) -> dict[str, Any]:
+    base = {
+        "id": 900000777,
+        "spent_date": "2026-03-05",
+        "total_cost": Decimal("64.00"),
+        "billable": True,
+        "is_billed": False,
+        "approval_status": "approved",
+        "user": {"id": 501, "name": "Ann Lee"},
+        "project": {"id": 7, "name": "Website", "code": "AC-1"},
+        "expense_category": {"id": 4100001, "name": "Travel"},
+        "client": {"id": 3, "name": "Acme Corporation", "currency": "USD"},
+    }
+    return {**base, **changes}
+
+
+def test_the_same_api_expense_twice_is_a_duplicate_and_a_changed_copy_a_conflict() -> None:
+    m = mapping()
+    first = expenses_to_raw(canonical_records([_api_expense()]), "us", "123", "b1", AT).rows
+    again = expenses_to_raw(canonical_records([_api_expense()]), "us", "124", "b2", AT).rows
+    res = stage_expenses(pl.concat([first, again]), m, PROVIDER)
+    assert res.expenses.height == 1
+    assert res.quarantine.select("source_file", "reason").rows() == [("harvest_api:124", "duplicate_exact")]
+    changed = expenses_to_raw(
+        canonical_records([_api_expense(total_cost=Decimal("65"))]), "us", "124", "b2", AT
+    )
+    res = stage_expenses(pl.concat([first, changed.rows]), m, PROVIDER)
+    assert res.expenses.height == 0
+    assert res.quarantine["reason"].to_list() == ["duplicate_conflict", "duplicate_conflict"]
+
+
+def test_api_approval_status_decides_holding() -> None:
+    m = mapping()
+    texts = canonical_records([_api_expense(approval_status="submitted"), _api_expense(id=900000778)])
+    res = stage_expenses(expenses_to_raw(texts, "us", "123", "b", AT).rows, m, PROVIDER)
+    assert sorted(res.expenses.select("source_id", "billing_status").rows()) == [
+        ("900000777", "held_unapproved"),
+        ("900000778", "billable"),
+    ]
+
+
+def test_unknown_categories_are_accepted_when_not_required() -> None:
+    res = stage([row(category="Entertainment")], mapping(require_known_category=False))
+    assert res.quarantine.height == 0
+    assert res.expenses.select("category", "item", "markup_minor").rows() == [
+        ("Entertainment", "Entertainment", 1000)
+    ]
+
+
+def test_mapping_document_expenses_section_is_validated() -> None:
+    with pytest.raises(MappingDocumentError) as exc:
+        mapping(markup_pct="-1", client_markup_pct={"Nobody": "5"})
+    text = str(exc.value)
+    assert "expenses.markup_pct: markup_pct is a percentage between 0 and 1000" in text
+    with pytest.raises(MappingDocumentError) as exc:
+        mapping(client_markup_pct={"Nobody": "5"})
+    assert "client_markup_pct.Nobody: unknown client 'Nobody'" in str(exc.value)
+
+
+# --- accruals -----------------------------------------------------------------------------------
+
+
+def _sums(lines: pl.DataFrame, entry_type: str, role: str) -> tuple[int, int]:
+    sel = lines.filter((pl.col("entry_type") == entry_type) & (pl.col("account_role") == role))
+    return int(sel["debit_minor"].sum()), int(sel["credit_minor"].sum())
+
+
+def test_accrual_entries_balance_and_book_recharge_and_cost() -> None:
+    res = stage(
+        [
+            row(amount="100.00"),  # billable: 110.00 recharge
+            row(category="Meals", amount="40.00", billable="No"),  # non-billable: cost only
+            row(amount="20.00", approved="No"),  # held: cost only
+            row(day="2026-03-03", project="Internal", code="AC-INT", amount="5.00"),  # internal: cost only
+        ]
+    )
+    batch = build_expense_accruals(res.expenses, mapping())
+    assert_balanced(batch.lines)
+    JournalEntry.validate(batch.entries)
+    JournalLine.validate(batch.lines)
+    LineSource.validate(batch.line_sources)
+    lines = batch.lines
+    assert _sums(lines, "expense_recharge_accrual", "unbilled_receivables") == (11000, 0)
+    assert _sums(lines, "expense_recharge_accrual", "expense_recharge") == (0, 11000)
+    assert _sums(lines, "expense_cost_accrual", "project_expenses") == (16000 + 500, 0)
+    assert _sums(lines, "expense_cost_accrual", "reimbursements_payable") == (0, 16500)
+    accounts = dict(lines.select("account_role", "account").unique().rows())
+    assert accounts == {
+        "unbilled_receivables": "1210",
+        "expense_recharge": "4100",
+        "project_expenses": "5100",
+        "reimbursements_payable": "2150",
+    }
+    for _, entry in lines.group_by("entry_id"):
+        for d, c in (
+            ("debit", "credit"),
+            ("functional_debit", "functional_credit"),
+            ("reporting_debit", "reporting_credit"),
+        ):
+            assert entry[d].sum() == entry[c].sum()
+    # Two days: one recharge entry (2 March) and a cost entry per day.
+    assert sorted(batch.entries.select("entry_type", "posting_date").rows()) == [
+        ("expense_cost_accrual", date(2026, 3, 2)),
+        ("expense_cost_accrual", date(2026, 3, 3)),
+        ("expense_recharge_accrual", date(2026, 3, 2)),
+    ]
+    # Every line traces to its expenses.
+    held_id = res.expenses.filter(pl.col("billing_status") == "held_unapproved")["source_id"][0]
+    traced = batch.line_sources.filter(pl.col("source_id") == held_id)
+    assert traced["amount_minor"].to_list() == [2000, 2000]  # the cost debit and the payable credit
+
+
+def test_non_billable_expenses_are_only_cost() -> None:
+    res = stage([row(category="Meals", amount="40.00", billable="No")])
+    batch = build_expense_accruals(res.expenses, mapping())
+    assert set(batch.entries["entry_type"]) == {"expense_cost_accrual"}
+    invoices = build_invoices(
+        with_expenses(_empty_fx(), res.expenses), mapping(), "us", date(2026, 3, 1), date(2026, 3, 31)
+    )
+    assert invoices.invoices.height == 0
+
+
+# --- invoices and billing -----------------------------------------------------------------------
+
+
+def _empty_fx() -> pl.DataFrame:
+    return pl.DataFrame(schema=polars_schema("staging.fx_billables"))
+
+
+def test_billable_expenses_become_invoice_lines_with_tax() -> None:
+    m = mapping()
+    res = stage(
+        [
+            row(amount="100.00"),
+            row(category="Mileage", amount="29.00", units="50", receipt=""),
+            row(amount="20.00", approved="No"),  # held: not invoiced
+            row(client="Exempt Foundation", project="Audit", code="EX-1", amount="80.00"),
+        ]
+    )
+    batch = build_invoices(
+        with_expenses(_empty_fx(), res.expenses), m, "us", date(2026, 3, 1), date(2026, 3, 31)
+    )
+    assert_balanced(batch.lines)
+    inv = {r["customer_ref"]: r for r in batch.invoices.iter_rows(named=True)}
+    assert set(inv) == {"C-ACME", "C-EXEMPT"}
+    subtotal = 11000 + 2900
+    tax = minor(Decimal(subtotal) * Decimal("0.08") / 100)  # 1112 cents
+    assert (inv["C-ACME"]["subtotal_minor"], inv["C-ACME"]["tax_minor"], inv["C-ACME"]["total_minor"]) == (
+        subtotal,
+        tax,
+        subtotal + tax,
+    )
+    assert (inv["C-EXEMPT"]["tax_minor"], inv["C-EXEMPT"]["total_minor"]) == (0, 8800)
+    lines = batch.invoice_lines.filter(pl.col("invoice_id") == inv["C-ACME"]["invoice_id"]).sort("line_no")
+    assert lines.select("item", "description", "revenue_account", "amount_minor").rows() == [
+        ("Mileage", "Website - Expenses: Mileage", "4100", 2900),
+        ("Travel expenses", "Website - Expenses: Travel", "4100", 11000),
+    ]
+    # The invoice entry relieves exactly the recharge accrued to unbilled receivables.
+    accrued = build_expense_accruals(res.expenses, m)
+    relieved = batch.lines.filter(pl.col("account_role") == "unbilled_receivables")
+    booked = accrued.lines.filter(pl.col("account_role") == "unbilled_receivables")
+    assert relieved["credit_minor"].sum() == booked["debit_minor"].sum() == 11000 + 2900 + 8800
+    # Lines reference the source expenses (and through the notes, the receipts).
+    travel_id = res.expenses.filter(pl.col("category") == "Travel").sort("source_row")["source_id"][0]
+    assert travel_id in batch.line_sources["source_id"].to_list()
+    assert set(batch.line_sources["source_system"]) == {"harvest_expense_csv"}
+
+
+def _bill(m: MappingDocument, staged: pl.DataFrame, month: date, prior: BillingState | None = None):
+    from calendar import monthrange
+
+    m0, m1 = month, month.replace(day=monthrange(month.year, month.month)[1])
+    fx = with_expenses(_empty_fx(), staged)
+    base = build_invoices(fx, m, "us", m0, m1)
+    result = bill_period(
+        BillingInputs(
+            mapping=m,
+            entity="us",
+            period_start=m0,
+            period_end=m1,
+            fx=fx,
+            base_invoices=base.invoices,
+            base_lines=base.lines,
+            prior=prior or BillingState.empty(),
+            frozen=BillingState.empty(),
+            provider=PROVIDER,
+        )
+    )
+    assert_balanced(result.ledger.lines)
+    return result
+
+
+def _expense_lines(result) -> list[tuple[str, int]]:
+    lines = result.state.lines.filter(pl.col("description").str.contains("Expenses: "))
+    return sorted(lines.select("description", "amount_minor").rows())
+
+
+def test_unapproved_expense_is_held_then_billed_when_approved() -> None:
+    m = mapping()
+    march = date(2026, 3, 1)
+    held = stage([row(amount="100.00"), row(notes="Hotel", amount="50.00", approved="No")])
+    first = _bill(m, held.expenses, march)
+    assert _expense_lines(first) == [("Website - Expenses: Travel", 11000)]
+    # In April the March expense is approved: the April run bills it as late work.
+    approved = stage([row(amount="100.00"), row(notes="Hotel", amount="50.00", approved="Yes")])
+    # Approval is a workflow column: the expense keeps its source id.
+    assert set(held.expenses["source_id"]) == set(approved.expenses["source_id"])
+    second = _bill(m, approved.expenses, date(2026, 4, 1), prior=first.state)
+    assert _expense_lines(second) == [("Work not invoiced before: Acme:Website - Expenses: Travel", 5500)]
+    doc = second.state.documents.filter(pl.col("document_type") == "invoice").row(0, named=True)
+    assert (doc["subtotal_minor"], doc["tax_minor"]) == (5500, minor(Decimal(5500) * Decimal("0.08") / 100))
+
+
+def test_deleted_expense_that_was_billed_is_credited() -> None:
+    m = mapping()
+    march = date(2026, 3, 1)
+    both = stage([row(amount="100.00"), row(notes="Hotel", amount="50.00")])
+    first = _bill(m, both.expenses, march)
+    assert _expense_lines(first) == [("Website - Expenses: Travel", 16500)]
+    # The hotel expense is deleted at the source (a tombstone): the next run credits it.
+    remaining = both.expenses.filter(pl.col("notes") != "Hotel")
+    second = _bill(m, remaining, date(2026, 4, 1), prior=first.state)
+    memo = second.state.documents.filter(pl.col("document_type") == "credit_memo")
+    assert memo.height == 1
+    assert memo["corrects_document_id"][0] == first.state.documents["document_id"][0]
+    credit = 5500
+    assert (memo["subtotal_minor"][0], memo["tax_minor"][0]) == (
+        -credit,
+        -minor(Decimal(credit) * Decimal("0.08") / 100),
+    )
+    # And the day's accrual, rebuilt from the remaining expenses, no longer books it.
+    rebuilt = build_expense_accruals(remaining, m)
+    assert _sums(rebuilt.lines, "expense_recharge_accrual", "expense_recharge") == (0, 11000)
