@@ -155,6 +155,8 @@ class Client(_Model):
     payment_terms_days: int = Field(30, ge=0, le=365)
     billing_cycle: Literal["monthly", "weekly", "on_demand"] = "monthly"
     require_approval: bool | None = None
+    # Approved work without an approver's name is held (core/approvals.py); None = approval.require_approver.
+    require_approver: bool | None = Field(None, exclude_if=lambda v: v is None)
 
     _c = field_validator("currency")(classmethod(lambda cls, v: _currency(v)))
 
@@ -216,6 +218,8 @@ class Rounding(_Model):
 
 class Approval(_Model):
     require_approval: bool = True
+    # Hold approved work whose approver is unknown (held_no_approver) until a feed names one.
+    require_approver: bool = Field(False, exclude_if=lambda v: not v)
 
 
 class Fx(_Model):

@@ -156,6 +156,9 @@ class BillingDocumentLine(pa.DataFrameModel):
     amount: Money
     tax_minor: pl.Int64 = pa.Field(nullable=True)
     source_count: pl.Int64 = pa.Field(ge=0)
+    # Who approved the line's source entries ("; "-joined when several) and the latest approval.
+    approved_by: str = pa.Field(nullable=True)
+    approved_at: pl.Datetime("us", "UTC") = pa.Field(nullable=True)
 
     class Config(_Strict):
         name = "ledger.billing_document_lines"
@@ -170,7 +173,8 @@ class BillingLineSource(pa.DataFrameModel):
     (`relief_*`, in transaction, functional and reporting currency). Corrections add rows with the
     differences, so the sums per source entry are what the customer has been charged for it.
     `line_no` 0 marks a correction booked without a document line (the rate stayed frozen while
-    the accrual was re-rated). `approved_by` is who approved the entry, when the source says.
+    the accrual was re-rated). `approved_by` / `approved_at`: who approved the entry and when
+    (source row or approval feed, core/approvals.py).
     """
 
     document_id: str
@@ -197,6 +201,7 @@ class BillingLineSource(pa.DataFrameModel):
     relief_functional_minor: pl.Int64
     relief_reporting_minor: pl.Int64
     approved_by: str = pa.Field(nullable=True)
+    approved_at: pl.Datetime("us", "UTC") = pa.Field(nullable=True)
 
     class Config(_Strict):
         name = "ledger.billing_line_sources"

@@ -185,11 +185,15 @@ class WorkItem(pa.DataFrameModel):
     hours_rounded_source: Hours = pa.Field(nullable=True, ge=0)
     is_billable: bool
     is_approved: bool
-    billing_status: str = pa.Field(isin=["billable", "held_unapproved", "non_billable", "internal"])
+    billing_status: str = pa.Field(
+        isin=["billable", "held_unapproved", "held_no_approver", "non_billable", "internal"]
+    )
     currency: str
     source_bill_rate: Rate = pa.Field(nullable=True, ge=0)
     source_cost_rate: Rate = pa.Field(nullable=True, ge=0)
     approved_by: str = pa.Field(nullable=True)
+    # When the approval was given (source row or approval feed; core/approvals.py).
+    approved_at: UtcTs = pa.Field(nullable=True)
     rule_version: str
 
     class Config(_Strict):
@@ -363,6 +367,9 @@ class InvoiceLine(pa.DataFrameModel):
     amount_minor: pl.Int64 = pa.Field(ge=0)
     amount: Money
     source_count: pl.Int64 = pa.Field(ge=1)
+    # Who approved the line's source entries ("; "-joined when several) and the latest approval.
+    approved_by: str = pa.Field(nullable=True)
+    approved_at: UtcTs = pa.Field(nullable=True)
 
     class Config(_Strict):
         name = "ledger.invoice_lines"

@@ -952,6 +952,7 @@ def _work_items(good: pl.DataFrame, rule_version: str) -> pl.DataFrame:
         "source_bill_rate",
         "source_cost_rate",
         pl.lit(None, dtype=pl.String).alias("approved_by"),
+        pl.lit(None, dtype=pl.Datetime("us", "UTC")).alias("approved_at"),  # core/approvals.py fills both
         pl.lit(rule_version).alias("rule_version"),
     )
     return out.cast(dict(schema)).select(schema.names())

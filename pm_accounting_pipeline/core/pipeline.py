@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import polars as pl
 
 from pm_accounting_pipeline.config.schema import MappingDocument
+from pm_accounting_pipeline.core.approvals import apply_approvals
 from pm_accounting_pipeline.core.checks import assert_balanced
 from pm_accounting_pipeline.core.clean import clean_and_map
 from pm_accounting_pipeline.core.fx import RateProvider, enrich
@@ -36,10 +37,17 @@ class DailyResult:
         return dict(zip(counts["reason"].to_list(), counts["len"].to_list(), strict=True))
 
 
-def run_daily(raw: pl.DataFrame, mapping: MappingDocument, provider: RateProvider) -> DailyResult:
-    """Run the core over raw time entries; raise if any row is lost or any entry is unbalanced."""
+def run_daily(
+    raw: pl.DataFrame,
+    mapping: MappingDocument,
+    provider: RateProvider,
+    approvals: pl.DataFrame | None = None,
+) -> DailyResult:
+    """Run the core over raw time entries (with the approval feed rows, `core.approvals`, if any);
+    raise if any row is lost or any entry is unbalanced."""
     cleaned = clean_and_map(raw, mapping)
-    rated = rate(cleaned.work_items, mapping)
+    work_items = apply_approvals(cleaned.work_items, raw, approvals, mapping)
+    rated = rate(work_items, mapping)
     fx = enrich(rated.rated, mapping, provider)
     ledger = build_accruals(fx.fx, mapping)
     quarantine = pl.concat([cleaned.quarantine, rated.quarantine, fx.quarantine], how="vertical")
@@ -49,5 +57,5 @@ def run_daily(raw: pl.DataFrame, mapping: MappingDocument, provider: RateProvide
         )
     assert_balanced(ledger.lines)
     return DailyResult(
-        work_items=cleaned.work_items, rated=rated.rated, fx=fx.fx, ledger=ledger, quarantine=quarantine
+        work_items=work_items, rated=rated.rated, fx=fx.fx, ledger=ledger, quarantine=quarantine
     )

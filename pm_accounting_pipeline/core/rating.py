@@ -24,7 +24,7 @@ entity's functional currency; a card without a currency is in the entity's funct
 Within one level a card scoping more fields wins, then equal-sized scopes in the order client,
 project, task, person; within one scope the latest valid_from, then the smallest id.
 
-Only `billable` rows are billed; `held_unapproved` rows keep the rate they would get (bill_rate)
+Only `billable` rows are billed; held rows (`held_unapproved`, `held_no_approver`) keep the rate they would get (bill_rate)
 with bill_rate_source "held" and amount 0; non-billable and internal rows have no bill rate
 ("not_billable"). Every row carries cost (cost_rate 0 with source "none" when nothing applies).
 A billable row with no bill rate goes to quarantine as `missing_rate`.
@@ -298,10 +298,10 @@ def rate(work_items: pl.DataFrame, mapping: MappingDocument) -> RateResult:
     status = pl.col("billing_status")
     df = df.with_columns(
         _billed_e4=billed_e4,
-        _bill_e4=pl.when(status.is_in(["billable", "held_unapproved"])).then(bill_e4),
+        _bill_e4=pl.when(status.is_in(["billable", "held_unapproved", "held_no_approver"])).then(bill_e4),
         _bill_origin=pl.when(status == "billable")
         .then(bill_origin)
-        .when(status == "held_unapproved")
+        .when(status.is_in(["held_unapproved", "held_no_approver"]))
         .then(pl.lit("held"))
         .otherwise(pl.lit("not_billable")),
         _cost_e4=pl.coalesce(cost_e4, pl.lit(0, dtype=pl.Int64)),

@@ -1010,6 +1010,47 @@ def write_harvest_csvs_with_manifest(
     return _write_csvs(ds, Path(landing_dir), config)
 
 
+def write_approvals(ds: DemoDataset, csv_paths: list[Path] | tuple[Path, ...]) -> list[Path]:
+    """The approval log of the demo's approved entries, as the PM tool would export it:
+    `<landing>/<entity>/approvals/approvals-<file>.csv` per time CSV (source_system, source_id,
+    status, approved_by, approved_at; core/approvals.py). The entity's manager approves each week's
+    entries on the following Monday at 09:00 UTC. Source ids are the ones extraction derives, so
+    the CSVs are parsed back."""
+    from datetime import UTC, datetime
+
+    from pm_accounting_pipeline.config.schema import parse_mapping
+    from pm_accounting_pipeline.extract.parse import parse_file
+
+    mapping = parse_mapping(yaml.safe_load(ds.mapping_yaml))
+    managers = dict(
+        ds.time_entries.filter(pl.col("approved_by").is_not_null())
+        .group_by("entity")
+        .agg(pl.col("approved_by").min())
+        .iter_rows()
+    )
+    written: list[Path] = []
+    for path in csv_paths:
+        entity = path.parent.name
+        parsed = parse_file(path, entity, mapping, extracted_at=datetime(2000, 1, 1, tzinfo=UTC))
+        approved = parsed.rows.filter(
+            pl.col("approved_raw").str.strip_chars().str.to_lowercase().is_in(["yes", "true", "approved"])
+            & pl.col("work_date").is_not_null()
+        )
+        monday = pl.col("work_date") + pl.duration(days=8 - pl.col("work_date").dt.weekday())
+        feed = approved.unique(["source_system", "source_id"], keep="first", maintain_order=True).select(
+            "source_system",
+            "source_id",
+            pl.lit("approved").alias("status"),
+            pl.lit(managers.get(entity)).alias("approved_by"),
+            pl.format("{}T09:00:00Z", monday.dt.strftime("%Y-%m-%d")).alias("approved_at"),
+        )
+        target = path.parent / "approvals" / f"approvals-{path.stem}.csv"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        _write_atomic(feed, target)
+        written.append(target)
+    return written
+
+
 def write_demo(data_dir: Path, config: DemoConfig = DemoConfig()) -> DemoFiles:
     """Write data_dir/landing/<entity>/*.csv and data_dir/mapping.yaml for `config`."""
     data_dir = Path(data_dir)
@@ -1019,6 +1060,7 @@ def write_demo(data_dir: Path, config: DemoConfig = DemoConfig()) -> DemoFiles:
     mapping_path.write_text(ds.mapping_yaml, encoding="utf-8")
     landing = data_dir / "landing"
     paths, manifest = _write_csvs(ds, landing, config)
+    write_approvals(ds, paths)
     counts = dict.fromkeys(MALFORMED_KINDS, 0)
     for kind, n in manifest.group_by("kind").len().iter_rows():
         counts[kind] = n

@@ -49,6 +49,7 @@ ITEM_SCHEMA = pl.Schema(
         "revenue_account": pl.String,
         "person_name": pl.String,
         "approved_by": pl.String,
+        "approved_at": pl.Datetime("us", "UTC"),
         "billed_e4": pl.Int64,
         "rate_e4": pl.Int64,
         "exact_e8": pl.Int64,
@@ -215,6 +216,7 @@ def _register_totals(register: pl.DataFrame) -> pl.DataFrame:
             "task_name",
             "person_name",
             "approved_by",
+            "approved_at",
             "rate_e4",
             pl.col("document_id").alias("orig_document_id"),
         )

@@ -1093,8 +1093,14 @@ def _state(
     docs = docs.select(doc_schema.names()).cast(dict(doc_schema))
 
     line_schema = polars_schema("ledger.billing_document_lines")
+    # Each line's approvals, from the source entries behind it.
+    approvals = sources.group_by("document_id", "line_no").agg(
+        pl.col("approved_by").drop_nulls().unique().sort().str.join("; ").replace("", None),
+        pl.col("approved_at").max(),
+    )
     lines_out = (
         lines.join(docs.select("document_id", "currency"), on="document_id", how="inner")
+        .join(approvals, on=["document_id", "line_no"], how="left")
         .with_columns(
             entity=pl.lit(entity),
             quantity=scaled_to_decimal_expr(pl.col("quantity_e4"), 4, 12),

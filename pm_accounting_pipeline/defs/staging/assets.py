@@ -15,6 +15,7 @@ import polars as pl
 
 from pm_accounting_pipeline.config.schema import MappingDocument
 from pm_accounting_pipeline.contracts.layers import FxBillable, RatedBillable, WorkItem
+from pm_accounting_pipeline.core.approvals import apply_approvals, feed_folders, read_feed
 from pm_accounting_pipeline.core.clean import clean_and_map
 from pm_accounting_pipeline.core.fx import enrich
 from pm_accounting_pipeline.core.fx_providers import provider_for
@@ -40,7 +41,10 @@ def _clean(
     frame: pl.DataFrame, mapping: MappingDocument, data_dir: Path
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     res = clean_and_map(frame, mapping)
-    return res.work_items, res.quarantine
+    # Approvals: the source rows' approver and time, overridden by landing/<entity>/approvals/*.csv.
+    entities = sorted(set(frame["entity"].unique().to_list()) | set(mapping.entity_ids))
+    feed = read_feed(feed_folders(Path(data_dir) / "landing", entities))
+    return apply_approvals(res.work_items, frame, feed, mapping), res.quarantine
 
 
 def _rate(frame: pl.DataFrame, mapping: MappingDocument, data_dir: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
