@@ -15,7 +15,7 @@ $(VENV)/.installed: pyproject.toml requirements.lock
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -m pip install --quiet --disable-pip-version-check uv==0.13.9
 	@echo "installing pinned dependencies from requirements.lock ..."
-	@$(UV) pip install --quiet --python $(PY) -r requirements.lock
+	@$(UV) pip install --quiet --compile-bytecode --python $(PY) -r requirements.lock
 	@$(UV) pip install --quiet --python $(PY) --no-deps -e .
 	@touch $@
 

@@ -52,6 +52,7 @@ def phase_pipeline(work: Path, start: str, end: str) -> dict:
 
     from pm_accounting_pipeline.config.schema import load_mapping
     from pm_accounting_pipeline.extract.landing import land_files
+    from pm_accounting_pipeline.lib.instance import get_instance
     from pm_accounting_pipeline.lib.runner import run_range
 
     data = work / "data"
@@ -62,8 +63,9 @@ def phase_pipeline(work: Path, start: str, end: str) -> dict:
         files = sorted((work / "exports" / entity).glob("*.csv"))
         land_files(files, entity, data, mapping)
     landing_s = time.perf_counter() - t0
+    # The project's own local instance, exactly what `pm-accounting run` uses (lib/instance.py).
     os.environ["DAGSTER_HOME"] = str(data / "dagster_home")
-    with dg.instance_for_test() as instance:
+    with get_instance(data) as instance:
         t1 = time.perf_counter()
         outcome = run_range(
             data,

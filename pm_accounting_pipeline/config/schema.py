@@ -395,11 +395,28 @@ def parse_mapping(data: object, source: str = "<mapping>") -> MappingDocument:
         raise MappingDocumentError(source, problems) from None
 
 
+_LOADED: dict[tuple[str, int, int], MappingDocument] = {}
+
+
 def load_mapping(path: str | Path) -> MappingDocument:
-    """Load and validate a mapping document; raise MappingDocumentError naming every problem."""
+    """Load and validate a mapping document; raise MappingDocumentError naming every problem.
+
+    A run asks for the document once per asset; the validated (frozen) document is kept per file
+    path, modification time and size, so an edited file is always read again.
+    """
     p = Path(path)
     if not p.exists():
         raise MappingDocumentError(str(p), ["(document): file not found"])
+    st = p.stat()
+    stamp = (str(p.resolve()), st.st_mtime_ns, st.st_size)
+    if stamp not in _LOADED:
+        if len(_LOADED) >= 32:
+            _LOADED.clear()
+        _LOADED[stamp] = _load_mapping(p)
+    return _LOADED[stamp]
+
+
+def _load_mapping(p: Path) -> MappingDocument:
     try:
         data = yaml.safe_load(p.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:

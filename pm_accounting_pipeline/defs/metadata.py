@@ -85,7 +85,12 @@ def accounting_check(
     """Every row is accounted for: per partition, rows in = rows accepted + rows quarantined."""
 
     def per_key(df: pl.DataFrame, col: str, name: str) -> pl.DataFrame:
-        return df.group_by("entity", pl.col(col).cast(pl.String).alias("key")).agg(pl.len().alias(name))
+        # Group on the native date first and cast only the (small) result to the key text.
+        return (
+            df.group_by("entity", col)
+            .agg(pl.len().alias(name))
+            .select("entity", pl.col(col).cast(pl.String).alias("key"), name)
+        )
 
     frame = pl.DataFrame(sorted(set(keys)), schema=["entity", "key"], orient="row")
     for df, col, name in (

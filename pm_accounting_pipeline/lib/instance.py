@@ -71,6 +71,17 @@ class FastSqliteEventLogStorage(SqliteEventLogStorage):
             with engine.connect() as conn, conn.begin():
                 yield conn
 
+    def has_table(self, table_name: str) -> bool:
+        # Dagster asks before every asset event whether a table exists, through a new engine and
+        # connection each time; tables are never dropped while the instance runs, so a yes is kept.
+        known: set[str] = self.__dict__.setdefault("_known_tables", set())
+        if table_name in known:
+            return True
+        found = super().has_table(table_name)
+        if found:
+            known.add(table_name)
+        return found
+
     def dispose(self) -> None:
         for engine in self.__dict__.get("_fast_engines", {}).values():
             engine.dispose()

@@ -3,9 +3,11 @@
 Every write goes to a temporary file that is renamed over the target, so a reader (an analyst's
 DuckDB query, a parallel run) sees the old file or the new one, never half of one, and never waits
 on a lock. Re-materialising a partition replaces exactly its files. An empty result still writes an
-empty file, so a re-run that produces nothing replaces what was there before.
+empty file (its presence records that the partition was run), so a re-run that produces nothing
+replaces what was there before; only the quarantine, which is empty for most partitions, skips the
+empty file where none exists yet (a missing file reads as zero rows).
 
-Within one process the last frame written per table is kept, so the next asset in the same run
+Within one process the last frames written (a few tables) are kept, so the next asset in the same run
 reads the same partitions without a round trip through disk (checked against the files'
 modification stamps; any other request goes to disk).
 """
@@ -25,6 +27,10 @@ from pm_accounting_pipeline.contracts.layers import TABLES, empty_frame, polars_
 
 _MEMO: dict[tuple[str, str], tuple[pl.DataFrame, dict[str, int], frozenset[tuple[str, str]]]] = {}
 _MEMO_LOCK = threading.Lock()
+# Tables whose empty partitions are not written unless a file is there to be replaced.
+SPARSE_TABLES = frozenset({"staging.quarantine"})
+# The next asset reads what the previous one wrote: a few recent frames cover a run's hand-offs.
+MEMO_TABLES = 6
 
 
 def _split(table: str) -> tuple[str, str]:
@@ -97,11 +103,20 @@ class Lake:
             raise ValueError(f"{table}: rows for partitions outside this run: {sorted(stray)[:5]}")
         empty = empty_frame(table)
         jobs = [(self.path(table, e, k, writer), groups.get((e, k), empty)) for e, k in wanted]
+        if table in SPARSE_TABLES:
+            # An empty result replaces a file that is there; where there is none, there is nothing
+            # to replace (a missing file reads as zero rows), so most quarantine partitions cost no
+            # write. Other tables keep a file per partition: it records that the day was run.
+            jobs = [(p, g) for p, g in jobs if g.height or p.exists()]
         with ThreadPoolExecutor(max_workers=4) as pool:
             list(pool.map(lambda job: self._atomic_write(job[1], job[0]), jobs))
         stamps = {str(p): p.stat().st_mtime_ns for p, _ in jobs}
         with _MEMO_LOCK:
-            _MEMO[(str(self.root), f"{table}|{writer}")] = (df, stamps, frozenset(wanted))
+            memo_key = (str(self.root), f"{table}|{writer}")
+            _MEMO.pop(memo_key, None)
+            _MEMO[memo_key] = (df, stamps, frozenset(wanted))
+            while len(_MEMO) > MEMO_TABLES:  # bound the memory held: the oldest frame goes first
+                del _MEMO[next(iter(_MEMO))]
         return {pk: groups[pk].height if pk in groups else 0 for pk in wanted}
 
     def read(
