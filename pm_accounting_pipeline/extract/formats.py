@@ -33,6 +33,9 @@ CANONICAL_FIELDS: tuple[str, ...] = (
     "currency",
 )  # fmt: skip
 CANONICAL_REQUIRED: tuple[str, ...] = ("source_id", "date", "client", "project", "task", "person", "hours")
+# Optional approval fields of the canonical format: not raw columns; they travel in `source_record`
+# and core/approvals.py reads them (who approved the entry, and when, ISO 8601).
+CANONICAL_APPROVAL_FIELDS: tuple[str, ...] = ("approved_by", "approved_at")
 
 HARVEST_REQUIRED: tuple[str, ...] = ("date", "client", "project", "task", "hours", "first name", "last name")
 TOGGL_REQUIRED: tuple[str, ...] = ("user", "project", "start date", "duration")
