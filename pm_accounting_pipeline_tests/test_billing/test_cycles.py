@@ -182,3 +182,86 @@ def test_requests_for_other_clients_are_refused_or_rejected(tmp_path: Path) -> N
         ("billing_requests", 3, "bad_date"),
     ]
     assert pl.Series(result.state.rejections["detail"]).str.contains("C-TOKYO is billed monthly").any()
+
+
+@pytest.fixture
+def on_demand_env(tmp_path: Path) -> dict[str, str]:
+    import yaml
+
+    data = copy.deepcopy(mapping_dict())
+    for client in data["clients"]:
+        if client["customer_ref"] == "C-ACME":
+            client["billing_cycle"] = "on_demand"
+    config = tmp_path / "mapping.yaml"
+    config.write_text(yaml.safe_dump(data, sort_keys=False))
+    books = Books(tmp_path, parse_mapping(data))
+    books.load([acme("d1", "7.5", 2), acme("d2", "2", 25)], [MARCH])
+    books.invoice(MARCH)
+    return {"PM_ACCOUNTING_CONFIG": str(config), "PM_ACCOUNTING_DATA": str(tmp_path)}
+
+
+def test_cli_bills_an_on_demand_client_through_a_date(on_demand_env, monkeypatch) -> None:
+    import typer
+    from rich.console import Console
+    from typer.testing import CliRunner
+
+    import pm_accounting_pipeline.cli.billing as billing_cli
+
+    monkeypatch.setattr(billing_cli, "console", Console(width=220))
+    monkeypatch.setattr(billing_cli, "err", Console(width=220, stderr=True))
+    app = typer.Typer()
+    app.add_typer(billing_cli.billing_app, name="billing")
+    runner = CliRunner()
+    run = runner.invoke(
+        app, ["billing", "run", "--client", "C-ACME", "--through", "2026-03-20"], env=on_demand_env
+    )
+    assert run.exit_code == 0, run.output
+    assert "request C-ACME-2026-03-20 recorded for us" in run.output
+    assert "us 2026-03: 1 new document(s)" in run.output
+    # d1 only (2 March): 1125.00 + 8% = 1215.00; d2 (25 March) waits for the next request
+    assert "us-202603-0001" in run.output and "1215.000" in run.output
+    assert "2026-03-02" in run.output and "2026-03-20" in run.output  # the invoice's period
+    later = runner.invoke(
+        app, ["billing", "run", "--client", "C-ACME", "--through", "2026-04-10"], env=on_demand_env
+    )
+    assert later.exit_code == 1
+    assert "issued by the 2026-04 billing run" in later.output
+    requests = (
+        Path(on_demand_env["PM_ACCOUNTING_DATA"]) / "landing/us/billing_requests/requests.csv"
+    ).read_text()
+    assert requests.splitlines()[1:] == [
+        "C-ACME-2026-03-20,C-ACME,2026-03-20,,",
+        "C-ACME-2026-04-10,C-ACME,2026-04-10,,",
+    ]
+    monthly = runner.invoke(
+        app, ["billing", "run", "--client", "C-TOKYO", "--through", "2026-03-20"], env=on_demand_env
+    )
+    assert monthly.exit_code == 2 and "C-TOKYO is billed monthly" in monthly.output
+
+
+def test_dagster_job_records_and_issues_an_on_demand_request(on_demand_env) -> None:
+    from pm_accounting_pipeline.defs.billing import bill_on_demand_job
+    from pm_accounting_pipeline.defs.resources import PipelineResource
+
+    data_dir = on_demand_env["PM_ACCOUNTING_DATA"]
+    result = bill_on_demand_job.execute_in_process(
+        run_config={"ops": {"bill_on_demand": {"config": {"client": "C-ACME", "through": "2026-03-31"}}}},
+        resources={
+            "pipeline": PipelineResource(data_dir=data_dir, config_path=on_demand_env["PM_ACCOUNTING_CONFIG"])
+        },
+    )
+    assert result.success
+    [mat] = result.asset_materializations_for_node("bill_on_demand")
+    assert mat.partition == "2026-03-01|us"
+    assert mat.metadata["invoices_by_cycle"].value == {"on_demand": 1}
+    docs = Books(Path(data_dir), parse_mapping(yaml_load(on_demand_env))).table("ledger.billing_documents")
+    # d1 + d2 = 1425.00 + 8% = 1539.00, period 2 March .. 31 March
+    assert docs.select("period_start", "period_end", "total_minor").rows() == [
+        (date(2026, 3, 2), date(2026, 3, 31), 153900)
+    ]
+
+
+def yaml_load(env: dict[str, str]) -> dict:
+    import yaml
+
+    return yaml.safe_load(Path(env["PM_ACCOUNTING_CONFIG"]).read_text())
