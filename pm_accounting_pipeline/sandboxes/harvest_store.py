@@ -741,6 +741,8 @@ def _expenses(te: pl.DataFrame, categories: pl.DataFrame) -> pl.DataFrame:
         pl.col("is_billed").alias("is_closed"),
         pl.col("is_billed").alias("is_locked"),
         pl.col("is_billed"),
+        # Expenses are approved with the timesheet they were submitted with.
+        pl.col("approval_status").cast(pl.String),
         pl.when(pl.col("is_billed"))
         .then(pl.lit("Expense is invoiced."))
         .otherwise(None)
