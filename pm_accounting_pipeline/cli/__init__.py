@@ -188,7 +188,12 @@ def demo(
 ) -> None:
     """Generate the demo dataset, land it, run the whole pipeline for all demo partitions, summarise."""
     from pm_accounting_pipeline.demo.expenses import write_expense_csvs
-    from pm_accounting_pipeline.demo.generator import DemoConfig, generate, write_harvest_csvs
+    from pm_accounting_pipeline.demo.generator import (
+        DemoConfig,
+        generate,
+        write_approvals,
+        write_harvest_csvs,
+    )
     from pm_accounting_pipeline.extract.landing import land_files
 
     paths = settings.paths()
@@ -201,6 +206,8 @@ def demo(
         os.environ["PM_ACCOUNTING_CONFIG"] = str(mapping_path)
         exports = write_harvest_csvs(ds, paths.data_dir / "exports", cfg)
         expense_exports = write_expense_csvs(ds, paths.data_dir / "exports", cfg)
+        # The PM tool's approval log of the approved entries (core/approvals.py reads it).
+        write_approvals(ds, exports, paths.landing)
     console.print(
         f"demo data: {ds.time_entries.height:,} time entries in {len(exports)} Harvest CSV exports, "
         f"{len(expense_exports)} Harvest expense CSV export(s)"

@@ -1010,9 +1010,11 @@ def write_harvest_csvs_with_manifest(
     return _write_csvs(ds, Path(landing_dir), config)
 
 
-def write_approvals(ds: DemoDataset, csv_paths: list[Path] | tuple[Path, ...]) -> list[Path]:
+def write_approvals(
+    ds: DemoDataset, csv_paths: list[Path] | tuple[Path, ...], landing_dir: Path
+) -> list[Path]:
     """The approval log of the demo's approved entries, as the PM tool would export it:
-    `<landing>/<entity>/approvals/approvals-<file>.csv` per time CSV (source_system, source_id,
+    `<landing_dir>/<entity>/approvals/approvals-<file>.csv` per time CSV (source_system, source_id,
     status, approved_by, approved_at; core/approvals.py). The entity's manager approves each week's
     entries on the following Monday at 09:00 UTC. Source ids are the ones extraction derives, so
     the CSVs are parsed back."""
@@ -1044,7 +1046,7 @@ def write_approvals(ds: DemoDataset, csv_paths: list[Path] | tuple[Path, ...]) -
             pl.lit(managers.get(entity)).alias("approved_by"),
             pl.format("{}T09:00:00Z", monday.dt.strftime("%Y-%m-%d")).alias("approved_at"),
         )
-        target = path.parent / "approvals" / f"approvals-{path.stem}.csv"
+        target = Path(landing_dir) / entity / "approvals" / f"approvals-{path.stem}.csv"
         target.parent.mkdir(parents=True, exist_ok=True)
         _write_atomic(feed, target)
         written.append(target)
@@ -1060,7 +1062,7 @@ def write_demo(data_dir: Path, config: DemoConfig = DemoConfig()) -> DemoFiles:
     mapping_path.write_text(ds.mapping_yaml, encoding="utf-8")
     landing = data_dir / "landing"
     paths, manifest = _write_csvs(ds, landing, config)
-    write_approvals(ds, paths)
+    write_approvals(ds, paths, landing)
     counts = dict.fromkeys(MALFORMED_KINDS, 0)
     for kind, n in manifest.group_by("kind").len().iter_rows():
         counts[kind] = n
