@@ -136,11 +136,11 @@ def expense_figures(con: object, start: date, end: date, entities: list[str]) ->
                 GROUP BY 1, 2
             ) GROUP BY 1
         )
-        SELECT e.entity, coalesce(raw.n, 0) + coalesce(q.unroutable, 0) AS "rows in",
+        SELECT e.entity, coalesce(raw.n, 0) + coalesce(q.unroutable, 0) AS "in",
                coalesce(s.n, 0) AS accepted, coalesce(q.n, 0) AS quarantined,
-               q.reasons AS "quarantine reasons", coalesce(s.billable, 0) AS billable,
-               coalesce(s.held, 0) AS held, coalesce(s.cost_only, 0) AS "cost only",
-               billed.billed AS "billed on invoices"
+               coalesce(s.billable, 0) AS billable, coalesce(s.held, 0) AS held,
+               coalesce(s.cost_only, 0) AS "cost only", billed.billed AS "billed (excl. tax)",
+               q.reasons AS "quarantine reasons"
         FROM (SELECT unnest([{ents}]) AS entity) e
         LEFT JOIN raw USING (entity) LEFT JOIN q USING (entity) LEFT JOIN s USING (entity)
         LEFT JOIN billed USING (entity)
@@ -181,8 +181,19 @@ def render(console: Console, outcome: RunOutcome, fig: SummaryFigures, paths: Pa
     )
     if fig.expenses.height:
         exp = fig.expenses
-        adds_up = (exp["rows in"] == exp["accepted"] + exp["quarantined"]).all()
-        console.print(_table("Expenses (rows in = accepted + quarantined)", exp))
+        adds_up = (exp["in"] == exp["accepted"] + exp["quarantined"]).all()
+        console.print(
+            _table(
+                "Expenses (in = accepted + quarantined)", exp.drop("billed (excl. tax)", "quarantine reasons")
+            )
+        )
+        for entity, billed, reasons in exp.select(
+            "entity", "billed (excl. tax)", "quarantine reasons"
+        ).iter_rows():
+            console.print(
+                f"  {entity}: billed on invoices {billed or 'nothing'} (excl. tax)"
+                + (f"; quarantined: {reasons}" if reasons else "")
+            )
         if not adds_up:
             console.print("[red]expense rows do not add up[/red]")
     console.print(_table("Top projects by margin (reporting currency)", fig.top_projects))
