@@ -6,6 +6,11 @@ counter), one Parquet store per resource (the latest object per source id with i
 partition date and `tombstoned_at`), and `changes.parquet`, an append-only log of which (date,
 entity) partitions each batch touched, which a sensor reads with its cursor.
 
+Approvals: the API does not say who approved an entry or when, so each sync records the moment
+it first sees a time entry approved (the `updated_at` of that version) and withdrawals, as an
+approval feed `<data_dir>/landing/<entity>/approvals/harvest_api-<account_id>.csv`
+(core/approvals.py; approver `harvest:<account_id>` unless another feed names a person).
+
 A sync asks for `updated_since = high-water mark - overlap` (2 days by default) so late edits,
 approvals and backdated entries are never missed, skips objects whose content hash is unchanged,
 and every `window_check_every` re-pulls the trailing window (60 days by default) in full: source
@@ -40,6 +45,7 @@ from pm_accounting_pipeline.sources.harvest_api.to_raw import (
 )
 
 SYNCED_RESOURCES = ("time_entries", "expenses")
+SOURCE_SYSTEM_API = "harvest_api"
 REFERENCE_RESOURCES = ("clients", "projects", "tasks", "users", "expense_categories")
 _TS = "%Y-%m-%dT%H:%M:%SZ"
 _UTC = pl.Datetime("us", "UTC")
@@ -330,6 +336,49 @@ def sync_account(
     )
 
 
+APPROVAL_FEED_COLUMNS = ("source_system", "source_id", "status", "approved_by", "approved_at")
+
+
+def approvals_feed_path(config: SyncConfig, account: AccountSpec) -> Path:
+    return (
+        Path(config.data_dir)
+        / "landing"
+        / account.entity
+        / "approvals"
+        / f"harvest_api-{account.account_id}.csv"
+    )
+
+
+def record_approvals(
+    config: SyncConfig, account: AccountSpec, store: pl.DataFrame, fresh: pl.DataFrame
+) -> int:
+    """Append the approval transitions of new or changed time entries to the account's approval
+    feed: `approved` when a version is approved and the stored one was not (approved_at = that
+    version's `updated_at`), `unapproved` when an approved entry is no longer. Returns the rows added."""
+    if fresh.height == 0:
+        return 0
+    status = pl.col("record").str.json_path_match("$.approval_status")
+    old = store.select("source_id", status.alias("_old_status"))
+    t = fresh.join(old, on="source_id", how="left").with_columns(_status=status)
+    approved_now = (pl.col("_status") == "approved") & (pl.col("_old_status").fill_null("") != "approved")
+    withdrawn = (pl.col("_status").fill_null("") != "approved") & (pl.col("_old_status") == "approved")
+    rows = t.filter(approved_now | withdrawn).select(
+        pl.lit(SOURCE_SYSTEM_API).alias("source_system"),
+        "source_id",
+        pl.when(approved_now).then(pl.lit("approved")).otherwise(pl.lit("unapproved")).alias("status"),
+        pl.when(approved_now).then(pl.lit(f"harvest:{account.account_id}")).alias("approved_by"),
+        pl.col("updated_at").dt.strftime("%Y-%m-%dT%H:%M:%SZ").alias("approved_at"),
+    )
+    if rows.height == 0:
+        return 0
+    path = approvals_feed_path(config, account)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    new_file = not path.exists()
+    with path.open("ab") as fh:
+        rows.write_csv(fh, include_header=new_file)
+    return rows.height
+
+
 def _touched_pairs(frames: list[pl.DataFrame]) -> set[tuple[date, str]]:
     if not frames:
         return set()
@@ -415,6 +464,8 @@ def _sync_resource(
     )
 
     tracked = fresh_sorted.filter(pl.col("source_id").is_not_null())
+    if resource == "time_entries":
+        record_approvals(config, account, store, tracked)
     upserts = tracked.select(
         "source_id",
         "entity",

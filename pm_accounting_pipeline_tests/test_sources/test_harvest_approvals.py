@@ -1,0 +1,46 @@
+"""The Harvest sync records when it first sees a time entry approved (the API does not say who
+approved it or when) as an approval feed for core/approvals.py."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import polars as pl
+
+from pm_accounting_pipeline.sources.harvest_api.sync import approvals_feed_path, sync_account
+from pm_accounting_pipeline_tests.test_sources.conftest import NOW, US
+
+
+def _clock(at: datetime = NOW):
+    return lambda: at
+
+
+def test_sync_records_when_it_first_sees_an_entry_approved(sandbox, make_client, sync_config):
+    client = make_client()
+    sync_account(client, US, sync_config, clock=_clock())
+    feed_path = approvals_feed_path(sync_config, US)
+    first = pl.read_csv(feed_path, infer_schema=False)
+    approved = {
+        str(o["id"]): o["updated_at"]
+        for o in sandbox.objects("time_entries")
+        if o["approval_status"] == "approved"
+    }
+    assert dict(first.select("source_id", "approved_at").iter_rows()) == approved
+    assert set(first["status"]) == {"approved"} and set(first["approved_by"]) == {f"harvest:{US.account_id}"}
+
+    entries = sorted(sandbox.objects("time_entries"), key=lambda o: o["id"])
+    late = next(e for e in entries if e["approval_status"] != "approved")
+    already = next(e for e in entries if e["approval_status"] == "approved")
+    sandbox.approve(late["id"])
+    sandbox.edit("time_entries", already["id"], {"notes": "Marked after approval"})
+    sync_account(client, US, sync_config, clock=_clock(NOW + timedelta(hours=1)))
+    second = pl.read_csv(feed_path, infer_schema=False)
+    added = second.slice(first.height)
+    now_late = next(o for o in sandbox.objects("time_entries") if o["id"] == late["id"])
+    # only the newly approved entry is added, at the time of its approved version; the edited
+    # entry keeps the time it was first seen approved
+    assert added.select("source_id", "status", "approved_at").rows() == [
+        (str(late["id"]), "approved", now_late["updated_at"])
+    ]
+    edited = next(o for o in sandbox.objects("time_entries") if o["id"] == already["id"])
+    assert edited["updated_at"] != approved[str(already["id"])]
