@@ -25,6 +25,7 @@ from pm_accounting_pipeline.config.billing import (
     DiscountsField,
     RetainersField,
 )
+from pm_accounting_pipeline.config.entities import EntityAssignment, EntityAssignmentField
 from pm_accounting_pipeline.config.expenses import ExpenseSettings, ExpensesField
 from pm_accounting_pipeline.config.group import (
     AllocationSettings,
@@ -288,6 +289,8 @@ class MappingDocument(_Model):
     group: GroupField = GroupSettings()
     allocations: AllocationsField = AllocationSettings()
     capex: CapexField = CapexSettings()
+    # Which legal entity each raw row belongs to (config/entities.py); after `group` (people).
+    entity_assignment: EntityAssignmentField = EntityAssignment()
     # Billing sections (config/billing.py): client matching, billing policy, partial billing,
     # discounts and retainers.
     client_matching: ClientMatchingField = ClientMatching()
@@ -317,6 +320,12 @@ class MappingDocument(_Model):
         ids = [e.id for e in self.entities]
         for dup in sorted({i for i in ids if ids.count(i) > 1}):
             problems.append(f"entities: duplicate entity id {dup!r}")
+        accounts = [(a, e.id) for e in self.entities for a in e.harvest_account_ids]
+        for acc in sorted({a for a, _ in accounts if [x for x, _ in accounts].count(a) > 1}):
+            owners = sorted({e for a, e in accounts if a == acc})
+            problems.append(
+                f"entities: Harvest account {acc!r} is listed under more than one entity {owners}"
+            )
         client_names = {c.name for c in self.clients}
         for i, c in enumerate(self.clients):
             if c.entity not in ids:

@@ -13,7 +13,7 @@ import pandera.polars as pa
 import polars as pl
 from pandera.engines import polars_engine as pe
 
-CONTRACT_VERSION = "1.0.0"
+CONTRACT_VERSION = "1.1.0"
 
 Money = pe.Decimal(18, 3)
 Hours = pe.Decimal(12, 4)
@@ -37,7 +37,9 @@ QUARANTINE_REASONS = {
     "currency_mismatch": "row currency differs from the client's billing currency",
     "unknown_client": "client has no mapping to a customer",
     "unknown_project": "project has no mapping to a customer job",
-    "wrong_entity": "client is mapped to another legal entity",
+    "wrong_entity": "the row's entity differs from the entity billing its client or project",
+    "no_entity": "no entity-assignment rule decides which legal entity the row belongs to",
+    "unknown_entity": "the row's PM account or landing folder names an entity the mapping does not list",
     "duplicate_conflict": "same source id seen with different content",
     "duplicate_exact": "same source id seen again with identical content",
     "missing_rate": "billable work has no bill rate from the source or a rate card",
@@ -102,9 +104,13 @@ class RawTimeEntry(pa.DataFrameModel):
 
     `source_record` is the original row as a JSON object of every source column (names as in the
     file), so nothing the vendor sent is lost. The typed-looking columns are still strings here.
+    `entity` is the legal entity the row was assigned to (core/entities.py), `entity_rule` the rule
+    that decided it and `landing_entity` the entity of the PM account or landing folder it came from.
     """
 
     entity: str
+    landing_entity: str
+    entity_rule: str = pa.Field(isin=["project", "client", "person", "pm_account"])
     work_date: pl.Date
     source_system: str = pa.Field(
         isin=["harvest_csv", "canonical_csv", "canonical_json", "harvest_api", "toggl_csv"]

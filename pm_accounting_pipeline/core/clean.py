@@ -313,6 +313,7 @@ def _map_context(
     projects: pl.DataFrame,
     tasks: pl.DataFrame,
     service_revenue: dict[str, str],
+    project_entities: pl.DataFrame,
 ) -> pl.DataFrame:
     """Mapping, flags, currency and billing status of each distinct _CONTEXT_KEY combination.
 
@@ -322,6 +323,10 @@ def _map_context(
     approved; else "billable". is_billable is the decision before approval.
     """
     d = _map_references(d, clients=clients, client_names=client_names, projects=projects, tasks=tasks)
+    # The entity billing the row: its project's (entity_assignment.projects), else its client's.
+    d = d.join(project_entities, on="project_idx", how="left").with_columns(
+        _project_entity=pl.when(~pl.col("_project_elsewhere")).then(pl.col("project_entity"))
+    )
     d = d.with_columns(
         **_flag_columns("billable", pl.col("billable_raw")),
         **_flag_columns("approved", pl.col("approved_raw")),
@@ -367,7 +372,10 @@ def _map_context(
         (pl.col("row_currency").is_not_null() & (pl.col("row_currency") != pl.col("client_currency")))
         .fill_null(False)
         .alias("_mismatch"),
-        (pl.col("client_entity") != pl.col("entity")).fill_null(False).alias("_wrong_entity"),
+        (pl.coalesce("_project_entity", "client_entity") != pl.col("entity"))
+        .fill_null(False)
+        .alias("_wrong_entity"),
+        "_project_entity",
         pl.col("client_idx").is_null().alias("_unknown_client"),
         (pl.col("project_idx").is_null() | pl.col("_project_elsewhere")).alias("_unknown_project"),
         "_project_elsewhere",
@@ -508,6 +516,8 @@ def clean_and_map(raw: pl.DataFrame, mapping: MappingDocument) -> CleanResult:
             f"raw rows belong to entities {unknown_entities} not in the mapping ({mapping.entity_ids})"
         )
 
+    from pm_accounting_pipeline.core.entities import project_entities
+
     clients = client_frame(mapping)
     client_names = _client_names(mapping)
     # Spellings a person accepted in review, or fuzzy matches above the high threshold (core/dedupe.py).
@@ -522,11 +532,11 @@ def clean_and_map(raw: pl.DataFrame, mapping: MappingDocument) -> CleanResult:
     service_revenue = {e: mapping.account(e, "service_revenue") for e in mapping.entity_ids}
 
     df = raw.select(raw_schema.names()).with_row_index("_row")
-    # The decimal separator is a Harvest account setting (entity.harvest_csv); every other source
-    # writes numbers with a point.
+    # The decimal separator is a Harvest account setting (entity.harvest_csv) of the account the
+    # row came from (its landing entity); every other source writes numbers with a point.
     df = df.with_columns(
         _sep=pl.when(pl.col("source_system") == "harvest_csv")
-        .then(pl.col("entity").replace_strict(seps, return_dtype=pl.String))
+        .then(pl.coalesce("landing_entity", "entity").replace_strict(seps, return_dtype=pl.String))
         .otherwise(pl.lit(".")),
     )
 
@@ -539,6 +549,7 @@ def clean_and_map(raw: pl.DataFrame, mapping: MappingDocument) -> CleanResult:
         projects=projects,
         tasks=tasks,
         service_revenue=service_revenue,
+        project_entities=project_entities(mapping),
     )
     # Context and person columns are gathered late, for just the rows of each output; the reasons
     # need only a few flags now.
@@ -718,6 +729,8 @@ _DETAIL_COLUMNS = (
         "billable_raw",
         "approved_raw",
         "currency_raw",
+        "entity_rule",
+        "landing_entity",
     ],
     [
         "client_s",
@@ -730,6 +743,8 @@ _DETAIL_COLUMNS = (
         "client_currency",
         "client_name",
         "client_entity",
+        "_project_entity",
+        "customer_job",
         "_project_elsewhere",
     ],
     ["person_s", "person_id_s"],
@@ -897,11 +912,24 @@ def _quarantine_rows(bad: pl.DataFrame, max_hours: Decimal) -> pl.DataFrame:
         )
         .when(r == "wrong_entity")
         .then(
-            pl.format(
-                "client '{}' is mapped to entity '{}', not to this partition's entity '{}'",
-                "client_name",
-                "client_entity",
-                "entity",
+            pl.concat_str(
+                [
+                    pl.when(pl.col("_project_entity").is_not_null())
+                    .then(
+                        pl.format(
+                            "project '{}' is assigned to entity '{}'", "customer_job", "_project_entity"
+                        )
+                    )
+                    .otherwise(
+                        pl.format("client '{}' is mapped to entity '{}'", "client_name", "client_entity")
+                    ),
+                    pl.format(
+                        ", not to this partition's entity '{}' (assigned by rule '{}', landed for '{}')",
+                        "entity",
+                        pl.col("entity_rule").fill_null("pm_account"),
+                        pl.coalesce("landing_entity", "entity"),
+                    ),
+                ]
             )
         )
         .otherwise(pl.col("_dup_detail"))

@@ -152,6 +152,8 @@ def make_raw(rows: list[dict[str, Any]]) -> pl.DataFrame:
         rec.setdefault(
             "source_record", json.dumps({k: str(v) for k, v in sorted(rec.items())}, sort_keys=True)
         )
+        rec.setdefault("landing_entity", rec["entity"])
+        rec.setdefault("entity_rule", "pm_account")
         records.append(rec)
     return pl.DataFrame(records, schema=schema) if records else pl.DataFrame(schema=schema)
 

@@ -231,6 +231,9 @@ def time_entries_to_raw(
     schema = polars_schema("raw.time_entries")
     rows = good.with_columns(
         pl.lit(entity).alias("entity"),
+        # The account's entity until core/entities.py assigns the row.
+        pl.lit(entity).alias("landing_entity"),
+        pl.lit("pm_account").alias("entity_rule"),
         pl.col("_date").alias("work_date"),
         pl.lit(None, dtype=pl.String).alias("email"),
     ).select([pl.col(name).cast(dtype) for name, dtype in schema.items()])
