@@ -6,8 +6,8 @@ Sources, in increasing precedence:
    - canonical CSV / JSON: the optional `approved_by` and `approved_at` fields;
    - Harvest API: the Harvest v2 time entry exposes `approval_status` but not who approved it, so
      `approved_by` is `harvest:<account_id>` and `approved_at` is the entry's `updated_at` when its
-     status is `approved` (Harvest locks approved entries, so their last update is the approval
-     unless the entry was changed again afterwards, e.g. marked as invoiced);
+     status is `approved`; the sync also writes the `updated_at` of the first version it saw
+     approved to the feed `approvals/harvest_api-<account_id>.csv` (below), which takes precedence;
    - Harvest CSV (`Approved?` only) and Toggl: neither;
 2. approval feeds: `landing/<entity>/approvals/*.csv` with columns `source_system, source_id,
    status, approved_by, approved_at` (an approval log exported from the PM tool or an approval
