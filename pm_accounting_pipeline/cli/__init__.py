@@ -72,6 +72,12 @@ def validate_config(
         f"{len(mapping.entities)} entities, {len(mapping.clients)} clients, {len(mapping.projects)} projects, "
         f"{len(mapping.tasks)} tasks, {len(mapping.rate_cards)} rate cards)"
     )
+    assignment = mapping.entity_assignment
+    console.print(
+        f"entity assignment: {' > '.join(assignment.precedence)} "
+        f"({len(assignment.projects)} project(s) assigned explicitly, "
+        f"{len(mapping.group.people)} people with an employer in group.people)"
+    )
 
 
 @app.command()
@@ -98,12 +104,14 @@ def ingest(
         raise typer.Exit(2)
     results = land_files(list(files), entity, settings.data_dir(), mapping, fmt=fmt)
     table = Table(show_edge=False)
-    for col in ("file", "format", "status", "rows", "ok", "quarantined", "reasons / error"):
+    for col in ("file", "format", "status", "rows", "ok", "quarantined", "entities", "reasons / error"):
         table.add_column(col)
     failed = False
+    others: set[str] = set()
     for r in results:
         failed |= r.error is not None
         reasons = r.error or ", ".join(f"{k}: {v}" for k, v in sorted(r.quarantined_by_reason.items()))
+        others |= {e for e in r.rows_by_entity if e not in (entity, "quarantined")}
         table.add_row(
             r.source.name,
             r.format or "-",
@@ -111,9 +119,17 @@ def ingest(
             str(r.rows_in),
             str(r.rows_ok),
             str(r.rows_quarantined),
+            ", ".join(f"{e} {n}" for e, n in r.rows_by_entity.items()) or "-",
             reasons,
         )
     console.print(table)
+    if others:
+        # entity_assignment in the mapping document: rows go to the entity billing them.
+        console.print(
+            f"rows belong to {sorted(others)} too (entity_assignment); run those entities as well: "
+            "`pm-accounting run` without --entity runs them all",
+            soft_wrap=True,
+        )
     for r in results:
         if r.error is not None:
             err.print(f"rejected: {r.error}", soft_wrap=True)

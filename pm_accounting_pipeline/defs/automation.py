@@ -10,6 +10,7 @@ from datetime import date, datetime, timedelta
 import dagster as dg
 import polars as pl
 
+from pm_accounting_pipeline.core.entities import assign_entities
 from pm_accounting_pipeline.defs.partitions import PipelinePartitions, daily_key, monthly_key, range_tags
 from pm_accounting_pipeline.defs.resources import PipelineResource
 from pm_accounting_pipeline.extract.landing import list_landing_files
@@ -40,7 +41,8 @@ def build_landing_sensor(
         minimum_interval_seconds=30,
         default_status=dg.DefaultSensorStatus.STOPPED,
         description="Watches data/landing/<entity>/ for new files (by content hash) and requests "
-        "exactly the (date, entity) partitions they contain, plus billing for completed months.",
+        "exactly the (date, entity) partitions their rows are assigned to (entity_assignment in the "
+        "mapping document), plus billing for completed months.",
     )
     def landing_files_sensor(
         context: dg.SensorEvaluationContext, pipeline: PipelineResource
@@ -50,27 +52,42 @@ def build_landing_sensor(
         seen_set = set(seen)
         mapping = pipeline.mapping()
         today = datetime.now().date()
-        requests: list[dg.RunRequest] = []
         new_hashes: list[str] = []
+        rows: list[pl.DataFrame] = []
+        pairs: set[tuple[str, date]] = set()  # (entity, day) of expense files: their landing entity
         for entity in parts.entities:
-            days: set[date] = set()
-            batch: list[str] = []
             for f in list_landing_files(pipeline.paths.data_dir, entity):
-                if f.file_hash in seen_set or f.file_hash in batch:
+                if f.file_hash in seen_set or f.file_hash in new_hashes:
                     continue
+                new_hashes.append(f.file_hash)
                 parsed = parse_file(f.path, entity, mapping, extracted_at=f.extracted_at)
-                if parsed.error is None and parsed.rows.height:
-                    days |= set(parsed.rows.select(pl.col("work_date").unique())["work_date"].to_list())
-                batch.append(f.file_hash)
-            if not batch:
-                continue
-            new_hashes += batch
-            tag = hashlib.sha256("".join(sorted(batch)).encode()).hexdigest()[:16]
-            for d in sorted(x for x in days if x >= mapping.start_date):
-                key = daily_key(d, entity)
-                requests.append(
-                    dg.RunRequest(run_key=f"daily:{key}:{tag}", job_name=daily_job.name, partition_key=key)
-                )
+                if parsed.error is not None or not parsed.rows.height:
+                    continue
+                if "work_date" in parsed.rows.columns:
+                    rows.append(parsed.rows)
+                else:
+                    pairs |= {(entity, d) for d in parsed.rows["spent_date"].unique().to_list()}
+        if not new_hashes:
+            return dg.SensorResult(skip_reason="no new landing files", cursor=context.cursor)
+        # Rows go to the partitions of the entity they are assigned to (core/entities.py), which
+        # may differ from the folder they were dropped in; rows no entity can be given are
+        # quarantined by the run of their landing entity's partition.
+        if rows:
+            assigned = assign_entities(pl.concat(rows), mapping)
+            for frame, entity_col, day_col in (
+                (assigned.rows, "entity", "work_date"),
+                (assigned.quarantine, "entity", "partition_date"),
+            ):
+                pairs |= set(frame.select(entity_col, day_col).unique().iter_rows())
+        tag = hashlib.sha256("".join(sorted(new_hashes)).encode()).hexdigest()[:16]
+        requests: list[dg.RunRequest] = []
+        for entity, d in sorted(p for p in pairs if p[1] >= mapping.start_date and p[0] in parts.entities):
+            key = daily_key(d, entity)
+            requests.append(
+                dg.RunRequest(run_key=f"daily:{key}:{tag}", job_name=daily_job.name, partition_key=key)
+            )
+        for entity in parts.entities:
+            days = {d for e, d in pairs if e == entity}
             for m in sorted(_complete_months(days, today)):
                 key = monthly_key(m, entity)
                 requests.append(
@@ -78,8 +95,6 @@ def build_landing_sensor(
                         run_key=f"billing:{key}:{tag}", job_name=invoice_job.name, partition_key=key
                     )
                 )
-        if not new_hashes:
-            return dg.SensorResult(skip_reason="no new landing files", cursor=context.cursor)
         seen = (seen + new_hashes)[-MAX_SEEN:]
         context.log.info("%d new file(s) -> %d run request(s)", len(new_hashes), len(requests))
         return dg.SensorResult(run_requests=requests, cursor=json.dumps({"seen": seen}))

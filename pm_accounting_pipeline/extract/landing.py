@@ -16,7 +16,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
 
+import polars as pl
+
 from pm_accounting_pipeline.config.schema import MappingDocument
+from pm_accounting_pipeline.core.entities import assign_entities
 from pm_accounting_pipeline.extract.parse import parse_bytes
 
 SIDECAR_SUFFIX = ".meta.json"
@@ -53,6 +56,10 @@ class LandingResult:
     rows_quarantined: int
     quarantined_by_reason: dict[str, int] = field(default_factory=dict)
     error: str | None = None
+    # Accepted time entries per legal entity they are assigned to (core/entities.py), under the
+    # mapping document in force when the file was landed: rows may belong to another entity than
+    # the folder's, and `pm-accounting run` then needs that entity too.
+    rows_by_entity: dict[str, int] = field(default_factory=dict)
 
     @property
     def accepted(self) -> bool:
@@ -213,6 +220,7 @@ def land_files(
             continue
         target = folder / landed_name(path.name, digest)
         _write_atomic(target, data)
+        by_entity = _rows_by_entity(parsed.rows, mapping)
         span = parsed.work_date_range
         meta = {
             "file_hash": digest,
@@ -225,6 +233,7 @@ def land_files(
             "original_name": path.name,
             "work_date_min": span[0].isoformat() if span else None,
             "work_date_max": span[1].isoformat() if span else None,
+            "rows_by_entity": by_entity,
         }
         _write_atomic(
             target.with_name(target.name + SIDECAR_SUFFIX), json.dumps(meta, indent=2).encode("utf-8")
@@ -241,10 +250,21 @@ def land_files(
         results.append(
             LandingResult(
                 path, LANDED, digest, parsed.format, target, parsed.rows_in, parsed.rows_ok,
-                parsed.quarantine.height, parsed.quarantined_by_reason, None,
+                parsed.quarantine.height, parsed.quarantined_by_reason, None, by_entity,
             )
         )  # fmt: skip
     return results
+
+
+def _rows_by_entity(rows: pl.DataFrame, mapping: MappingDocument) -> dict[str, int]:
+    """Time entries per assigned entity (rows no entity can be given count under "quarantined")."""
+    if "work_date" not in rows.columns or rows.height == 0:
+        return {}
+    res = assign_entities(rows, mapping)
+    counts = {str(e): int(n) for e, n in res.rows.group_by("entity").len().sort("entity").iter_rows()}
+    if res.quarantine.height:
+        counts["quarantined"] = res.quarantine.height
+    return counts
 
 
 def _already_landed(path: Path, existing: LandingFile) -> LandingResult:
@@ -255,6 +275,7 @@ def _already_landed(path: Path, existing: LandingFile) -> LandingResult:
         return value if isinstance(value, int) else 0
 
     reasons = meta.get("quarantined_by_reason")
+    by_entity = meta.get("rows_by_entity")
     return LandingResult(
         source=path,
         status=ALREADY_LANDED,
@@ -266,4 +287,5 @@ def _already_landed(path: Path, existing: LandingFile) -> LandingResult:
         rows_quarantined=count("rows_quarantined"),
         quarantined_by_reason=dict(reasons) if isinstance(reasons, dict) else {},
         error=None,
+        rows_by_entity=dict(by_entity) if isinstance(by_entity, dict) else {},
     )

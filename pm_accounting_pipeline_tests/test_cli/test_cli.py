@@ -91,3 +91,49 @@ def test_ingest_rejects_an_unknown_entity(demo_env, tmp_path: Path) -> None:
     result = runner.invoke(app, ["--config", str(demo_env.config), "ingest", str(good), "--entity", "fr"])
     assert result.exit_code == 2
     assert "unknown entity 'fr'" in result.output
+
+
+def test_validate_config_shows_the_entity_assignment_rules(tmp_path: Path) -> None:
+    from pm_accounting_pipeline_tests.test_core.builders import mapping_dict
+
+    doc = {
+        **mapping_dict(),
+        "entity_assignment": {"precedence": ["project", "client", "pm_account"], "projects": {"ACM-1": "uk"}},
+    }
+    path = tmp_path / "mapping.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    result = runner.invoke(app, ["validate-config", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "entity assignment: project > client > pm_account (1 project(s) assigned explicitly, 0 people" in (
+        " ".join(result.output.split())
+    )
+    doc["entity_assignment"] = {"precedence": ["client", "project"]}
+    path.write_text(yaml.safe_dump(doc))
+    result = runner.invoke(app, ["validate-config", str(path)])
+    assert result.exit_code == 2
+    assert "entity_assignment: precedence: project must come before client" in " ".join(result.output.split())
+
+
+def test_ingest_says_which_entities_the_rows_belong_to(tmp_path: Path) -> None:
+    import json
+
+    from pm_accounting_pipeline_tests.test_core.builders import mapping_dict
+
+    config = tmp_path / "mapping.yaml"
+    config.write_text(yaml.safe_dump(mapping_dict()))
+    export = tmp_path / "us-march.csv"
+    export.write_text(
+        "source_id,date,client,project,task,person,hours\n"
+        "a1,2026-03-02,Acme Corporation,Website,Development,Ada Lovelace,1\n"
+        "b1,2026-03-02,Britannia Ltd,Migration,Development,Ada Lovelace,2\n"
+        "b2,2026-03-03,Britannia Ltd,Migration,Development,Ada Lovelace,3\n"
+    )
+    data = tmp_path / "data"
+    args = ["--data-dir", str(data), "--config", str(config), "ingest", str(export), "--entity", "us"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    out = " ".join(result.output.split())
+    assert "uk 2," in out, result.output  # the entities column: uk 2, us 1 (may wrap)
+    assert "rows belong to ['uk'] too (entity_assignment)" in out
+    (sidecar,) = (data / "landing" / "us").glob("*.meta.json")
+    assert json.loads(sidecar.read_text())["rows_by_entity"] == {"uk": 2, "us": 1}

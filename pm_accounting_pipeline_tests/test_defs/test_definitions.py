@@ -33,7 +33,7 @@ EXPECTED_ASSETS = {
 }
 
 EXPECTED_CHECKS = {
-    "raw/time_entries": {"contract"},
+    "raw/time_entries": {"contract", "rows_accounted_for"},
     "staging/work_items": {"contract", "rows_accounted_for"},
     "staging/rated_billables": {"contract", "rows_accounted_for"},
     "staging/fx_billables": {"contract", "rows_accounted_for"},

@@ -43,6 +43,7 @@ def test_landing_copies_the_file_content_addressed_with_a_sidecar(mapping, write
         "original_name": "harvest_sept.csv",
         "work_date_min": "2026-09-14",
         "work_date_max": "2026-09-16",
+        "rows_by_entity": {"us": 2},
     }
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 import pytest
+import yaml
 
 from pm_accounting_pipeline.defs.resources import PipelineResource
 from pm_accounting_pipeline.defs.sources import (
@@ -53,6 +54,27 @@ def instance():
     # One instance for every tick: building an ephemeral one per context costs seconds.
     with dg.instance_for_test() as inst:
         yield inst
+
+
+def _mapping(tmp_path: Path, clients: list[dict] | None = None) -> str:
+    """A mapping document with the two entities (and `clients`); the asset assigns entities with it."""
+    doc = {
+        "version": 1,
+        "start_date": "2026-08-01",
+        "entities": [
+            {
+                "id": "us",
+                "name": "Acme US Inc",
+                "functional_currency": "USD",
+                "harvest_account_ids": [US_ACCOUNT],
+            },
+            {"id": "uk", "name": "Acme UK Ltd", "functional_currency": "GBP"},
+        ],
+        "clients": clients or [],
+    }
+    path = tmp_path / "mapping.yaml"
+    path.write_text(yaml.safe_dump(doc), encoding="utf-8")
+    return str(path)
 
 
 def _tick(sensor, harvest, instance, cursor=None) -> dg.SensorResult:
@@ -111,7 +133,7 @@ def test_asset_writes_one_partition_with_tombstones(sandbox, harvest, tmp_path, 
     day = entries[0]["spent_date"]
     same_day = sorted(str(o["id"]) for o in entries if o["spent_date"] == day)
     (asset,) = build_harvest_api_assets(PARTITIONS)
-    pipeline = PipelineResource(data_dir=harvest.data_dir, config_path=str(tmp_path / "unused.yaml"))
+    pipeline = PipelineResource(data_dir=harvest.data_dir, config_path=_mapping(tmp_path))
     resources = {"pipeline": pipeline, "harvest": harvest}
     key = f"{day}|us"
     harvest.sync()  # what the sensor does first; then the entry is deleted in Harvest
@@ -129,3 +151,43 @@ def test_asset_writes_one_partition_with_tombstones(sandbox, harvest, tmp_path, 
     assert event.asset_key == HARVEST_API_RAW
     assert event.materialization.metadata["tombstones"].value == 1
     assert date.fromisoformat(day) == tombs["spent_date"][0]
+
+
+def test_asset_routes_time_entries_of_another_entitys_client_to_that_entity(
+    sandbox, harvest, tmp_path, instance
+):
+    # Account 1001 belongs to us; the mapping says "Client US 1" is billed by uk. Its entries of the
+    # day land in (day, uk) with entity_rule client, once; the rest stay in (day, us) by PM account.
+    entries = sandbox.objects("time_entries")
+    clients_by_day: dict[str, set[str]] = {}
+    for o in entries:
+        clients_by_day.setdefault(o["spent_date"], set()).add(o["client"]["name"])
+    day = min(d for d, names in clients_by_day.items() if "Client US 1" in names and len(names) > 1)
+    of_day = [o for o in entries if o["spent_date"] == day]
+    to_uk = sorted(str(o["id"]) for o in of_day if o["client"]["name"] == "Client US 1")
+    stay = sorted(str(o["id"]) for o in of_day if o["client"]["name"] != "Client US 1")
+    assert to_uk and stay  # the dataset has both on its newest day
+    config = _mapping(
+        tmp_path, [{"name": "Client US 1", "customer_ref": "C-002", "entity": "uk", "currency": "USD"}]
+    )
+    (asset,) = build_harvest_api_assets(PARTITIONS)
+    resources = {
+        "pipeline": PipelineResource(data_dir=harvest.data_dir, config_path=config),
+        "harvest": harvest,
+    }
+    harvest.sync()
+    lake = Lake(Path(harvest.data_dir) / "lake")
+    # Two runs, one per partition: each writes only its own rows, nothing twice.
+    for entity in ("us", "uk"):
+        result = dg.materialize(
+            [asset], partition_key=f"{day}|{entity}", resources=resources, instance=instance
+        )
+        assert result.success
+        (check,) = [c for c in result.get_asset_check_evaluations() if c.check_name == "rows_accounted_for"]
+        assert check.passed
+    uk = lake.read("raw.time_entries", [("uk", day)], writer="harvest_api")
+    us = lake.read("raw.time_entries", [("us", day)], writer="harvest_api")
+    assert sorted(uk["source_id"].to_list()) == to_uk
+    assert set(uk["entity_rule"]) == {"client"} and set(uk["landing_entity"]) == {"us"}
+    assert sorted(us["source_id"].to_list()) == stay
+    assert set(us["entity_rule"]) == {"pm_account"}

@@ -1,11 +1,21 @@
-"""The raw time-entry asset: landing files of an entity, routed to (work date, entity) partitions."""
+"""The raw time-entry asset: landing files of every entity, each row assigned to its legal entity
+(core/entities.py) and routed to its (work date, entity) partition.
+
+A partition (d, B) depends on the landing files of all entities that may hold rows dated d: a
+row landed in A's folder for a client billed by B belongs to B, and it is written once, to
+(d, B). A run writes only the partitions it materialises; rows of the files it reads that belong
+to other partitions are counted (`rows_of_other_partitions`) and written by the run of their own
+partition.
+"""
 
 from datetime import date
 
 import dagster as dg
 import polars as pl
 
+from pm_accounting_pipeline.config.schema import MappingDocument
 from pm_accounting_pipeline.contracts.layers import RawTimeEntry, empty_frame
+from pm_accounting_pipeline.core.entities import assign_entities, rerouted, rows_by_rule
 from pm_accounting_pipeline.defs.metadata import contract_check, md_table, reason_counts
 from pm_accounting_pipeline.defs.partitions import PipelinePartitions, context_partitions
 from pm_accounting_pipeline.defs.resources import PipelineResource
@@ -14,6 +24,67 @@ from pm_accounting_pipeline.extract.parse import is_expense_file, parse_file
 from pm_accounting_pipeline.extract.raw import may_contribute, unique_files
 
 RAW_TIME_ENTRIES = dg.AssetKey(["raw", "time_entries"])
+ASSIGNMENT_WRITER = "raw"  # staging.quarantine files of rows no entity could be given
+
+
+def in_partitions(entity: str, day: str, wanted: list[tuple[str, str]]) -> pl.Expr:
+    """Rows whose (entity column, date column) pair is one of the `wanted` (entity, date-key) pairs."""
+    keys = pl.Series([f"{e}|{k}" for e, k in wanted], dtype=pl.String)
+    return pl.concat_str([pl.col(entity), pl.col(day).cast(pl.String)], separator="|").is_in(keys.implode())
+
+
+def routing_check(
+    read: pl.DataFrame, outcomes: dict[str, pl.DataFrame], check_name: str = "rows_accounted_for"
+) -> dg.AssetCheckResult:
+    """Per landing entity and day of the rows read, rows read = the sum of the `outcomes` (frames
+    of (landing_entity, day) rows: written here, belonging to other partitions, quarantined)."""
+
+    def per(df: pl.DataFrame, name: str) -> pl.DataFrame:
+        return df.group_by("landing_entity", "day").agg(pl.len().alias(name))
+
+    frame = per(read, "rows_read")
+    for name, df in outcomes.items():
+        frame = frame.join(per(df, name), on=["landing_entity", "day"], how="full", coalesce=True)
+    frame = frame.fill_null(0).sort("landing_entity", "day")
+    total = pl.sum_horizontal(*outcomes)
+    bad = frame.filter(pl.col("rows_read") != total)
+    return dg.AssetCheckResult(
+        check_name=check_name,
+        passed=bad.is_empty(),
+        metadata={
+            "rows_read": int(frame["rows_read"].sum()),
+            **{name: int(frame[name].sum()) for name in outcomes},
+            "out_of_balance": dg.MetadataValue.md(md_table(bad)),
+        },
+    )
+
+
+def route(
+    read: pl.DataFrame, mapping: MappingDocument, wanted: list[tuple[str, str]], day: str = "work_date"
+) -> tuple[pl.DataFrame, pl.DataFrame, dg.AssetCheckResult, int]:
+    """Assign `read` (rows with their landing entity in `entity`) to entities and keep what belongs
+    to the `wanted` partitions: (rows to write, assignment quarantine to write, the accounting
+    check, number of rows that belong to partitions of other runs)."""
+    assigned = assign_entities(read, mapping, date_column=day)
+    here = in_partitions("entity", day, wanted)
+    held_here = in_partitions("entity", "partition_date", wanted)
+    rows, elsewhere = assigned.rows.filter(here), assigned.rows.filter(~here)
+    held, held_elsewhere = assigned.quarantine.filter(held_here), assigned.quarantine.filter(~held_here)
+
+    def keyed(df: pl.DataFrame, entity: str, date_col: str) -> pl.DataFrame:
+        return df.select(pl.col(entity).alias("landing_entity"), pl.col(date_col).alias("day"))
+
+    check = routing_check(
+        keyed(read, "entity", day),
+        {
+            "written": keyed(rows, "landing_entity", day),
+            "other_partitions": pl.concat(
+                [keyed(elsewhere, "landing_entity", day), keyed(held_elsewhere, "entity", "partition_date")]
+            ),
+            "quarantined": keyed(held, "entity", "partition_date"),
+        },
+    )
+    return rows, held, check, elsewhere.height + held_elsewhere.height
 
 
 def build_raw_assets(parts: PipelinePartitions) -> list[dg.AssetsDefinition]:
@@ -24,7 +95,16 @@ def build_raw_assets(parts: PipelinePartitions) -> list[dg.AssetsDefinition]:
         group_name="raw",
         kinds={"polars", "parquet"},
         owners=["team:finance-data"],
-        check_specs=[dg.AssetCheckSpec("contract", asset=RAW_TIME_ENTRIES, blocking=True)],
+        check_specs=[
+            dg.AssetCheckSpec("contract", asset=RAW_TIME_ENTRIES, blocking=True),
+            dg.AssetCheckSpec(
+                "rows_accounted_for",
+                asset=RAW_TIME_ENTRIES,
+                blocking=True,
+                description="per landing entity and day: rows read = rows written + rows of other "
+                "partitions + rows quarantined at entity assignment",
+            ),
+        ],
         tags={"layer": "raw"},
     )
     def raw_time_entries(
@@ -32,56 +112,84 @@ def build_raw_assets(parts: PipelinePartitions) -> list[dg.AssetsDefinition]:
     ) -> dg.MaterializeResult:
         """Time entries exactly as the source exported them (Harvest CSV, Toggl CSV, canonical
         CSV/JSON dropped in `data/landing/<entity>/`), every source column kept in `source_record`,
-        with source system, file name, content hash, row number and extraction time. Rows whose
-        date cannot be read are quarantined per file (they cannot be routed to a day)."""
+        with source system, file name, content hash, row number and extraction time. Each row is
+        assigned to its legal entity by the mapping document's `entity_assignment` rules (project,
+        client, person's employer, PM account / landing folder) and written to (work date, that
+        entity); `entity_rule` and `landing_entity` record why. A partition therefore reads the
+        landing files of every entity for its days. Rows whose date cannot be read are quarantined
+        per file; rows no entity can be given are quarantined under their landing entity."""
         mapping = pipeline.mapping()
         lake = pipeline.lake()
         wanted = context_partitions(context)
-        frames, quarantines, files_read, files_seen = [empty_frame("raw.time_entries")], [], 0, 0
-        for entity in sorted({e for e, _ in wanted}):
-            days = {date.fromisoformat(k) for e, k in wanted if e == entity}
-            files = unique_files(list_landing_files(pipeline.paths.data_dir, entity))
-            files_seen += len(files)
-            day_list = pl.Series(sorted(days), dtype=pl.Date)
-            for lf in files:
-                if is_expense_file(lf.path, lf.format):
-                    continue  # expense exports feed raw.expenses (defs/expenses)
-                if not may_contribute(lf, days):
-                    continue  # the sidecar's work-date span proves it has nothing for these days
-                files_read += 1
-                parsed = parse_file(
-                    lf.path,
-                    entity,
-                    mapping,
-                    extracted_at=lf.extracted_at,
-                    source_file=lf.path.name,
-                    fmt=lf.format,
-                )
-                frames.append(parsed.rows.filter(pl.col("work_date").is_in(day_list.implode())))
-                # What cannot be routed to a day (unreadable file, bad date) belongs to the file:
-                # one quarantine file per landed file, rewritten whenever the file is read.
-                key = f"file-{lf.file_hash[:16]}"
-                lake.write_partitions(
-                    "staging.quarantine", parsed.quarantine, [(entity, key)], "raw", pl.lit(key)
-                )
-                quarantines.append(parsed.quarantine)
-        raw_all = pl.concat(frames)
-        quarantine_all = pl.concat(quarantines)
-        counts = lake.write_partitions("raw.time_entries", raw_all, wanted, "raw", pl.col("work_date"))
-        context.log.info(
-            "raw: %d rows into %d partitions from %d files", raw_all.height, len(counts), files_seen
+        days = {date.fromisoformat(k) for _, k in wanted}
+        day_list = pl.Series(sorted(days), dtype=pl.Date)
+        frames, quarantines, files_read = [empty_frame("raw.time_entries")], [], 0
+        # Every entity's files, one per content hash: the same bytes landed twice are read once.
+        files = unique_files(
+            [f for e in parts.entities for f in list_landing_files(pipeline.paths.data_dir, e)]
         )
+        for lf in files:
+            if is_expense_file(lf.path, lf.format):
+                continue  # expense exports feed raw.expenses (defs/expenses)
+            if not may_contribute(lf, days) or is_expense_file(lf.path, lf.format):
+                continue  # nothing for these days (sidecar's work-date span), or expenses (defs/expenses)
+            landing_entity = lf.path.parent.name
+            files_read += 1
+            parsed = parse_file(
+                lf.path,
+                landing_entity,
+                mapping,
+                extracted_at=lf.extracted_at,
+                source_file=lf.path.name,
+                fmt=lf.format,
+            )
+            frames.append(parsed.rows.filter(pl.col("work_date").is_in(day_list.implode())))
+            # What cannot be routed to a day (unreadable file, bad date) belongs to the file:
+            # one quarantine file per landed file, rewritten whenever the file is read.
+            key = f"file-{lf.file_hash[:16]}"
+            lake.write_partitions(
+                "staging.quarantine", parsed.quarantine, [(landing_entity, key)], "raw", pl.lit(key)
+            )
+            quarantines.append(parsed.quarantine)
+        read = pl.concat(frames)
+        raw_all, held, routing, n_elsewhere = route(read, mapping, wanted)
+        counts = lake.write_partitions("raw.time_entries", raw_all, wanted, "raw", pl.col("work_date"))
+        # Quarantine files only where there are rows or an earlier run left some to replace.
+        held_keys = {
+            (e, d.isoformat()) for e, d in held.select("entity", "partition_date").unique().iter_rows()
+        }
+        stale = {
+            (e, k) for e, k in wanted if lake.path("staging.quarantine", e, k, ASSIGNMENT_WRITER).exists()
+        }
+        lake.write_partitions(
+            "staging.quarantine", held, held_keys | stale, ASSIGNMENT_WRITER, pl.col("partition_date")
+        )
+        context.log.info(
+            "raw: %d rows into %d partitions from %d of %d files (%d rows belong to other partitions)",
+            raw_all.height,
+            len(counts),
+            files_read,
+            len(files),
+            n_elsewhere,
+        )
+        quarantine_all = pl.concat([*quarantines, held]) if quarantines else held
         by_system = raw_all.group_by("source_system").len().sort("source_system")
         return dg.MaterializeResult(
             metadata={
                 "dagster/row_count": raw_all.height,
                 "partitions": len(counts),
-                "landing_files": files_seen,
+                "landing_files": len(files),
                 "landing_files_read": files_read,
                 "rows_by_source_system": dg.MetadataValue.md(md_table(by_system)),
+                "rows_by_entity_rule": rows_by_rule(raw_all),
+                "rows_rerouted": dg.MetadataValue.md(md_table(rerouted(raw_all))),
+                "rows_of_other_partitions": n_elsewhere,
                 "unroutable_rows_by_reason": reason_counts(quarantine_all),
             },
-            check_results=[contract_check("contract", RawTimeEntry, raw_all)],
+            check_results=[
+                contract_check("contract", RawTimeEntry, raw_all),
+                routing,
+            ],
         )
 
     return [raw_time_entries]

@@ -12,8 +12,10 @@ import dagster as dg
 import polars as pl
 
 from pm_accounting_pipeline.contracts.layers import RawTimeEntry, empty_frame
+from pm_accounting_pipeline.core.entities import rows_by_rule
 from pm_accounting_pipeline.defs.metadata import contract_check, md_table, reason_counts
 from pm_accounting_pipeline.defs.partitions import split_key
+from pm_accounting_pipeline.defs.raw.assets import route
 from pm_accounting_pipeline.defs.resources import PipelineResource
 from pm_accounting_pipeline.defs.sources.resources import HarvestApiResource
 from pm_accounting_pipeline.sources.harvest_api.sync import TOMBSTONE_SCHEMA, load_state, read_partition
@@ -40,7 +42,16 @@ def build_harvest_api_assets(partitions_def: dg.MultiPartitionsDefinition) -> li
         group_name="raw",
         kinds={"polars", "parquet"},
         owners=["team:finance-data"],
-        check_specs=[dg.AssetCheckSpec("contract", asset=HARVEST_API_RAW, blocking=True)],
+        check_specs=[
+            dg.AssetCheckSpec("contract", asset=HARVEST_API_RAW, blocking=True),
+            dg.AssetCheckSpec(
+                "rows_accounted_for",
+                asset=HARVEST_API_RAW,
+                blocking=True,
+                description="per account entity and day: time entries read = written + rows of "
+                "other partitions + quarantined at entity assignment",
+            ),
+        ],
         tags={"layer": "raw", "source": "harvest_api"},
     )
     def harvest_api_time_entries(
@@ -50,7 +61,10 @@ def build_harvest_api_assets(partitions_def: dg.MultiPartitionsDefinition) -> li
         source id dated in the partition, every field kept in `source_record`. Written to the lake
         as `raw.time_entries` (writer `harvest_api`) beside the file-based sources; bad objects go to
         quarantine with a reason; entries deleted in Harvest appear as tombstones with the time they
-        were found missing, so the ledger can reverse what was already booked."""
+        were found missing, so the ledger can reverse what was already booked. Time entries are
+        assigned to their legal entity like the file-based ones (`entity_assignment` in the
+        mapping document; `entity_rule` and `landing_entity` say why); expenses and tombstones stay
+        with the entity of their Harvest account."""
         specs = harvest.account_specs()
         config = harvest.sync_config()
         if any(not (config.account_dir(s.account_id) / "state.json").exists() for s in specs):
@@ -60,18 +74,26 @@ def build_harvest_api_assets(partitions_def: dg.MultiPartitionsDefinition) -> li
         wanted = sorted(split_key(k) for k in context.partition_keys)
         lake = pipeline.lake()
         raws, quarantines, expenses, tombstones = [], [], [], []
-        for entity, key in wanted:
+        # A (day, B) partition holds B's time entries from every account (core/entities.py): an
+        # account of A may log work billed by B. Each (day, account entity) is read once; what it
+        # holds for partitions outside this run is written by their own run.
+        wanted_set = set(wanted)
+        sources = sorted({(e, k) for k in {k for _, k in wanted} for e in {s.entity for s in specs}})
+        for entity, key in sorted(wanted_set | set(sources)):
             day = date.fromisoformat(key)
             te, te_tombs = read_partition(config, specs, "time_entries", day, entity)
-            ex, ex_tombs = read_partition(config, specs, "expenses", day, entity)
             raws.append(te.rows)
+            if (entity, key) not in wanted_set:
+                continue
+            ex, ex_tombs = read_partition(config, specs, "expenses", day, entity)
             quarantines += [te.quarantine, ex.quarantine]
             expenses.append(ex.rows)
             tombs = pl.concat([te_tombs, ex_tombs])
             tombstones.append(tombs)
             _write(lake.root, TOMBSTONES_DIR, entity, key, tombs)
-        raw_all = pl.concat(raws) if raws else empty_frame("raw.time_entries")
-        quarantine_all = pl.concat(quarantines) if quarantines else empty_frame("staging.quarantine")
+        read = pl.concat(raws) if raws else empty_frame("raw.time_entries")
+        raw_all, held, routing, n_elsewhere = route(read, pipeline.mapping(), wanted)
+        quarantine_all = pl.concat([*quarantines, held])
         expenses_all = pl.concat(expenses) if expenses else pl.DataFrame(schema=EXPENSES_RAW_SCHEMA)
         tombstones_all = pl.concat(tombstones) if tombstones else pl.DataFrame(schema=TOMBSTONE_SCHEMA)
         lake.write_partitions("raw.time_entries", raw_all, wanted, WRITER, pl.col("work_date"))
@@ -90,6 +112,8 @@ def build_harvest_api_assets(partitions_def: dg.MultiPartitionsDefinition) -> li
             metadata={
                 "dagster/row_count": raw_all.height,
                 "partitions": len(wanted),
+                "rows_by_entity_rule": rows_by_rule(raw_all),
+                "rows_of_other_partitions": n_elsewhere,
                 "expenses": expenses_all.height,
                 "quarantined_by_reason": reason_counts(quarantine_all),
                 "tombstones": tombstones_all.height,
@@ -104,7 +128,7 @@ def build_harvest_api_assets(partitions_def: dg.MultiPartitionsDefinition) -> li
                     {s.account_id: load_state(config, s.account_id).get("high_water_mark", {}) for s in specs}
                 ),
             },
-            check_results=[contract_check("contract", RawTimeEntry, raw_all)],
+            check_results=[contract_check("contract", RawTimeEntry, raw_all), routing],
         )
 
     return [harvest_api_time_entries]
