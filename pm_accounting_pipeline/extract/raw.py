@@ -2,7 +2,9 @@
 
 The raw asset calls this per partition (work dates x entity). Files with identical bytes are read
 once whatever they are called; a sidecar's work-date span lets files that cannot contribute to the
-requested dates be skipped without parsing.
+requested dates be skipped without parsing. The rows carry the entity they were landed for
+(`landing_entity`, `entity_rule` pm_account); `core.entities.assign_entities` gives them the legal
+entity they belong to, as the raw asset does.
 """
 
 from __future__ import annotations
