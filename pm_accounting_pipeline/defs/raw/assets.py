@@ -129,8 +129,6 @@ def build_raw_assets(parts: PipelinePartitions) -> list[dg.AssetsDefinition]:
             [f for e in parts.entities for f in list_landing_files(pipeline.paths.data_dir, e)]
         )
         for lf in files:
-            if is_expense_file(lf.path, lf.format):
-                continue  # expense exports feed raw.expenses (defs/expenses)
             if not may_contribute(lf, days) or is_expense_file(lf.path, lf.format):
                 continue  # nothing for these days (sidecar's work-date span), or expenses (defs/expenses)
             landing_entity = lf.path.parent.name
