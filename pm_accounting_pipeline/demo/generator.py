@@ -1062,7 +1062,6 @@ def write_demo(data_dir: Path, config: DemoConfig = DemoConfig()) -> DemoFiles:
     mapping_path.write_text(ds.mapping_yaml, encoding="utf-8")
     landing = data_dir / "landing"
     paths, manifest = _write_csvs(ds, landing, config)
-    write_approvals(ds, paths, landing)
     counts = dict.fromkeys(MALFORMED_KINDS, 0)
     for kind, n in manifest.group_by("kind").len().iter_rows():
         counts[kind] = n

@@ -167,3 +167,35 @@ def test_unusable_feed_rows_are_a_clear_error(tmp_path: Path) -> None:
         "log.csv row 2: source_system and source_id are required",
         "log.csv row 3: status 'maybe' is not approved, unapproved or rejected",
     ]
+
+
+def test_demo_writes_an_approval_log_of_the_approved_entries(tmp_path: Path) -> None:
+    from pm_accounting_pipeline.demo.generator import (
+        DemoConfig,
+        generate,
+        write_approvals,
+        write_harvest_csvs,
+    )
+
+    config = DemoConfig(entries=400)
+    ds = generate(config)
+    exports = write_harvest_csvs(ds, tmp_path / "exports", config)
+    written = write_approvals(ds, exports, tmp_path / "landing")
+    assert {p.parent.parent.name for p in written} == set(ds.entities["entity"].to_list())
+    mapping = parse_mapping(__import__("yaml").safe_load(ds.mapping_yaml))
+    feed = read_feed(sorted({p.parent for p in written}))
+    parsed = pl.concat(
+        [
+            parse_file(p, p.parent.name, mapping, extracted_at=datetime(2026, 1, 1, tzinfo=UTC)).rows
+            for p in exports
+        ]
+    )
+    approved = parsed.filter(pl.col("approved_raw").str.to_lowercase() == "yes")
+    assert feed.height == approved["source_id"].n_unique() > 0
+    assert set(feed["source_id"]) == set(approved["source_id"])
+    assert feed["approved"].all() and feed["approved_by"].null_count() == 0
+    # approved on the Monday after the work, at 09:00 UTC
+    dated = feed.join(approved.select("source_id", "work_date").unique("source_id"), on="source_id")
+    assert (dated["approved_at"].dt.weekday() == 1).all() and (dated["approved_at"].dt.hour() == 9).all()
+    days = (dated["approved_at"].dt.date() - dated["work_date"]).dt.total_days()
+    assert days.min() >= 1 and days.max() <= 7
