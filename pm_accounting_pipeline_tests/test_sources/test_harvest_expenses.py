@@ -1,0 +1,130 @@
+"""Harvest API expenses through the Dagster assets: the connector's raw asset writes them to
+raw.expenses, the staging and accrual assets value and book them, and an expense deleted in Harvest
+(found by the trailing re-pull, a tombstone) leaves the day's staged expenses and accruals when the
+day is materialised again."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+import yaml
+
+from pm_accounting_pipeline.config.schema import load_mapping
+from pm_accounting_pipeline.core.checks import assert_balanced
+from pm_accounting_pipeline.defs.expenses import build_expense_assets
+from pm_accounting_pipeline.defs.partitions import build_partitions
+from pm_accounting_pipeline.defs.resources import PipelineResource
+from pm_accounting_pipeline.defs.sources import HarvestApiResource, build_harvest_api_assets
+from pm_accounting_pipeline.lib.lake import Lake
+from pm_accounting_pipeline_tests.test_sources.harvest_dataset import TOKEN, US_ACCOUNT
+
+
+def _mapping(tmp_path: Path, expenses: list[dict]) -> str:
+    """Every client and project the sandbox's expenses name, mapped to the us entity."""
+    clients = {o["client"]["name"]: o["client"]["currency"] for o in expenses}
+    projects = {(o["client"]["name"], o["project"]["name"], o["project"]["code"]) for o in expenses}
+    doc = {
+        "version": 1,
+        "start_date": "2026-08-01",
+        "entities": [
+            {
+                "id": "us",
+                "name": "Acme US Inc",
+                "functional_currency": "USD",
+                "harvest_account_ids": [US_ACCOUNT],
+            },
+            {"id": "uk", "name": "Acme UK Ltd", "functional_currency": "GBP"},
+        ],
+        "clients": [
+            {"name": n, "customer_ref": f"C-{i}", "entity": "us", "currency": c}
+            for i, (n, c) in enumerate(sorted(clients.items()))
+        ],
+        "projects": [
+            {"name": p, "client": c, **({"code": code} if code else {}), "customer_job": f"{c}:{p}"}
+            for c, p, code in sorted(projects, key=str)
+        ],
+        "expenses": {"markup_pct": "10"},
+    }
+    path = tmp_path / "mapping.yaml"
+    path.write_text(yaml.safe_dump(doc), encoding="utf-8")
+    return str(path)
+
+
+def test_api_expenses_are_staged_and_accrued_and_a_deleted_one_leaves_the_day(
+    sandbox, tmp_path: Path
+) -> None:
+    expenses = sandbox.objects("expenses")
+    by_day: dict[str, list[dict]] = {}
+    for o in expenses:
+        by_day.setdefault(o["spent_date"], []).append(o)
+    # The newest day with two expenses, so the deletion falls inside the re-checked trailing window.
+    day = max(d for d, objs in by_day.items() if len(objs) >= 2)
+    of_day = sorted(by_day[day], key=lambda o: o["id"])
+    config = _mapping(tmp_path, expenses)
+    mapping = load_mapping(config)
+    harvest = HarvestApiResource(
+        token=TOKEN,
+        accounts={US_ACCOUNT: "us"},
+        data_dir=str(tmp_path / "data"),
+        base_url=sandbox.url,
+        per_page=50,
+        retry_wait_initial_s=0.005,
+        retry_wait_max_s=0.02,
+    )
+    parts = build_partitions(mapping)
+    raw_asset = build_harvest_api_assets(parts.daily)[0]
+    _, staged_asset, accrual_asset = build_expense_assets(parts)
+    resources = {
+        "pipeline": PipelineResource(data_dir=harvest.data_dir, config_path=config),
+        "harvest": harvest,
+    }
+    lake = Lake(Path(harvest.data_dir) / "lake")
+    key = f"{day}|us"
+
+    def run() -> tuple[pl.DataFrame, pl.DataFrame]:
+        with dg.instance_for_test() as instance:
+            result = dg.materialize(
+                [raw_asset, staged_asset, accrual_asset],
+                partition_key=key,
+                resources=resources,
+                instance=instance,
+            )
+        assert result.success
+        assert all(c.passed for c in result.get_asset_check_evaluations())
+        staged = lake.read("staging.expenses", [("us", day)], writer="expenses")
+        lines = lake.read("ledger.journal_lines", [("us", day)], writer="expense_accrual")
+        return staged, lines
+
+    harvest.sync()
+    staged, lines = run()
+    raw = lake.read("raw.expenses", [("us", day)], writer="harvest_api")
+    assert sorted(raw["source_id"].to_list()) == sorted(str(o["id"]) for o in of_day)
+    assert set(raw["source_system"]) == {"harvest_api"}
+    assert sorted(staged["source_id"].to_list()) == sorted(str(o["id"]) for o in of_day)
+    assert_balanced(lines)
+    total = sum(int(Decimal(str(o["total_cost"])) * 100) for o in of_day)
+    cost = lines.filter(pl.col("account_role") == "project_expenses")["debit_minor"].sum()
+    assert cost == total
+    approved_billable = [o for o in of_day if o["billable"] and o.get("approval_status") == "approved"]
+    assert approved_billable  # the day has re-invoiced expenses
+    assert sorted(staged.filter(pl.col("billing_status") == "billable")["source_id"].to_list()) == sorted(
+        str(o["id"]) for o in approved_billable
+    )
+
+    # The first expense of the day is deleted in Harvest; the trailing re-pull finds it missing.
+    gone = of_day[0]
+    sandbox.delete("expenses", gone["id"])
+    harvest.sync(check_deletions=True)
+    staged, lines = run()
+    assert str(gone["id"]) not in staged["source_id"].to_list()
+    assert staged.height == len(of_day) - 1
+    assert_balanced(lines)
+    cost_after = lines.filter(pl.col("account_role") == "project_expenses")["debit_minor"].sum()
+    assert cost_after == total - int(Decimal(str(gone["total_cost"])) * 100)
+    tombs = pl.read_parquet(
+        Path(harvest.data_dir) / "lake/raw/harvest_api_tombstones/us" / f"{day}.harvest_api.parquet"
+    )
+    assert (str(gone["id"]), "expenses") in tombs.select("source_id", "resource").rows()
