@@ -631,3 +631,29 @@ def test_deleted_expense_that_was_billed_is_credited() -> None:
     # And the day's accrual, rebuilt from the remaining expenses, no longer books it.
     rebuilt = build_expense_accruals(remaining, m)
     assert _sums(rebuilt.lines, "expense_recharge_accrual", "expense_recharge") == (0, 11000)
+
+
+def test_categories_that_read_as_the_same_name_are_rejected() -> None:
+    with pytest.raises(MappingDocumentError) as exc:
+        mapping(categories=[{"name": "Travel"}, {"name": " travel."}])
+    assert "expenses.categories: categories read as the same name: [' travel.', 'Travel']" in str(exc.value)
+
+
+def test_landing_an_expense_export_records_its_format_and_spent_dates(tmp_path: Path) -> None:
+    from pm_accounting_pipeline.extract.landing import land_files, list_landing_files
+
+    src = tmp_path / "expenses.csv"
+    src.write_bytes(csv_bytes([row(day="2026-03-02"), row(day="2026-03-09", amount="abc")]))
+    (result,) = land_files([src], "us", tmp_path / "data", mapping())
+    assert (result.status, result.format, result.rows_in, result.rows_ok) == (
+        "landed",
+        "harvest_expense_csv",
+        2,
+        2,
+    )
+    (landed,) = list_landing_files(tmp_path / "data", "us")
+    assert (landed.format, landed.work_date_min, landed.work_date_max) == (
+        "harvest_expense_csv",
+        date(2026, 3, 2),
+        date(2026, 3, 9),
+    )
