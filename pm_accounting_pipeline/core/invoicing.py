@@ -106,7 +106,13 @@ def build_invoices(
         pl.col("amount_minor").sum().alias("_accrued"),
         exact.sum().alias("_exact_e8"),
         pl.len().cast(pl.Int64).alias("source_count"),
-        pl.col("approved_by").drop_nulls().unique().sort().str.join("; ").replace("", None).alias("approved_by"),
+        pl.col("approved_by")
+        .drop_nulls()
+        .unique()
+        .sort()
+        .str.join("; ")
+        .replace("", None)
+        .alias("approved_by"),
         pl.col("approved_at").max().alias("approved_at"),
     )
     digits = pl.col("currency").replace_strict(
