@@ -1,5 +1,6 @@
 """`pm-accounting clients ...` (the client review list and decisions) and `pm-accounting billing ...`
-(issue a month's billing documents, list documents with their open balances, retainer balances).
+(issue a month's billing documents or an on-demand client's invoice, list documents with their open
+balances, retainer balances, unbilled work).
 
 Both are typer apps registered in `cli/__init__.py`; they read the active mapping document and data
 folder from the global options (`--config`, `--data-dir`) through `lib.settings`.
@@ -23,7 +24,8 @@ clients_app = typer.Typer(
     no_args_is_help=True,
 )
 billing_app = typer.Typer(
-    help="Billing documents: issue a month, list documents and open balances, retainer balances.",
+    help="Billing documents: issue a month (or an on-demand client), list documents and open balances, "
+    "retainer balances, unbilled work.",
     no_args_is_help=True,
 )
 console = Console()
@@ -301,3 +303,24 @@ def billing_retainers(
     if entity:
         balances = balances.filter(pl.col("entity") == entity)
     console.print(_table(balances))
+
+
+@billing_app.command("unbilled")
+def billing_unbilled(
+    entity: Annotated[str | None, typer.Option("--entity", help="Only this entity.")] = None,
+) -> None:
+    """Billable work not billed yet, per client and currency (waiting for its period's billing run,
+    or for an on-demand request: `billing run --client REF --through DATE`)."""
+    from pm_accounting_pipeline.lib.warehouse import connect_in_memory
+
+    con = connect_in_memory(_lake())
+    try:
+        frame = con.sql("SELECT * FROM analytics.unbilled_work").pl()
+    finally:
+        con.close()
+    if entity:
+        frame = frame.filter(pl.col("entity") == entity)
+    if frame.height == 0:
+        console.print("no billable work waits to be billed")
+        return
+    console.print(_table(frame, title="Unbilled billable work"))

@@ -158,6 +158,12 @@ def test_on_demand_work_waits_unbilled_until_a_request_bills_it(tmp_path: Path) 
     # Re-running April issues nothing new: the request is fulfilled, d4 still waits.
     assert books.bill(APRIL).new_documents == 0
     assert len(_docs(books)) == 1
+    from pm_accounting_pipeline.lib.warehouse import connect_in_memory
+
+    con = connect_in_memory(books.lake)
+    assert con.sql(
+        "SELECT customer_ref, entries, first_work_date, amount_minor FROM analytics.unbilled_work"
+    ).fetchall() == [("C-ACME", 1, date(2026, 4, 20), 15000)]
 
 
 def test_requests_for_other_clients_are_refused_or_rejected(tmp_path: Path) -> None:
@@ -221,6 +227,9 @@ def test_cli_bills_an_on_demand_client_through_a_date(on_demand_env, monkeypatch
     # d1 only (2 March): 1125.00 + 8% = 1215.00; d2 (25 March) waits for the next request
     assert "us-202603-0001" in run.output and "1215.000" in run.output
     assert "2026-03-02" in run.output and "2026-03-20" in run.output  # the invoice's period
+    unbilled = runner.invoke(app, ["billing", "unbilled"], env=on_demand_env)
+    assert unbilled.exit_code == 0, unbilled.output
+    assert "C-ACME" in unbilled.output and "2026-03-25" in unbilled.output and "30000" in unbilled.output
     later = runner.invoke(
         app, ["billing", "run", "--client", "C-ACME", "--through", "2026-04-10"], env=on_demand_env
     )

@@ -73,3 +73,27 @@ FROM staging.client_matches
 WHERE outcome = 'review'
 GROUP BY ALL
 ORDER BY entity, score DESC;
+
+-- Billable work not billed yet, per client and currency: held by the calendar (the month or week
+-- has not been billed), or waiting for an on-demand request (clients[].billing_cycle: on_demand).
+-- It sits in unbilled receivables until billing issues it.
+CREATE OR REPLACE VIEW analytics.unbilled_work AS
+SELECT
+    f.entity,
+    f.customer_ref,
+    f.client_name,
+    f.currency,
+    COUNT(*) AS entries,
+    MIN(f.work_date) AS first_work_date,
+    MAX(f.work_date) AS last_work_date,
+    SUM(f.billed_hours) AS hours,
+    SUM(CAST(f.amount_minor AS BIGINT)) AS amount_minor
+FROM staging.fx_billables f
+WHERE f.billing_status = 'billable' AND f.amount_minor > 0
+  AND NOT EXISTS (
+    SELECT 1 FROM ledger.billing_line_sources s
+    WHERE s.source_system = f.source_system AND s.source_id = f.source_id
+      AND s.customer_ref = f.customer_ref AND s.currency = f.currency AND s.line_no >= 1
+  )
+GROUP BY ALL
+ORDER BY f.entity, f.customer_ref, f.currency;
