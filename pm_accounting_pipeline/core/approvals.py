@@ -42,6 +42,7 @@ FEED_SCHEMA = {
     "source_row": pl.Int64,
 }
 _UTC = pl.Datetime("us", "UTC")
+_SOURCES_WITH_APPROVALS = ("canonical_csv", "canonical_json", "harvest_api")
 
 
 class ApprovalFeedError(ValueError):
@@ -148,7 +149,12 @@ def apply_approvals(
     columns = work_items.columns
     if work_items.height == 0:
         return work_items
-    src = from_source(raw.filter(pl.col("source_file").is_in(work_items["source_file"].unique().implode())))
+    # Only canonical and Harvest API rows carry approvals in the row (the JSON is read for those only).
+    carrying = raw.filter(pl.col("source_system").is_in(list(_SOURCES_WITH_APPROVALS)))
+    needs_approver = mapping.approval.require_approver or any(c.require_approver for c in mapping.clients)
+    if carrying.height == 0 and (feed is None or feed.height == 0) and not needs_approver:
+        return work_items
+    src = from_source(carrying)
     out = work_items.join(src, on=["source_file", "source_row"], how="left", maintain_order="left")
     if feed is not None and feed.height:
         latest = (
