@@ -30,7 +30,9 @@ class RawExpense(pa.DataFrameModel):
     """raw.expenses: one row per source expense, source-shaped strings, lossless.
 
     Both sources fill the same columns; `source_record` keeps every source column (CSV) or field
-    (API) verbatim. Numbers and flags stay as the source wrote them (`1,234.50`, `Yes`, `true`).
+    (API) verbatim. `entity` is the legal entity the row was assigned to (core/entities.py, as for
+    time entries), `entity_rule` the rule that decided it and `landing_entity` the entity of the
+    Harvest account or landing folder it came from. Numbers and flags stay as the source wrote them (`1,234.50`, `Yes`, `true`).
     """
 
     entity: str
@@ -60,6 +62,8 @@ class RawExpense(pa.DataFrameModel):
     currency_raw: str = pa.Field(nullable=True)
     source_record: str
     approved_raw: str = pa.Field(nullable=True)
+    landing_entity: str
+    entity_rule: str = pa.Field(isin=["project", "client", "person", "pm_account"])
 
     class Config(_Strict):
         name = "raw.expenses"

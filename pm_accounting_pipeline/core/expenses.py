@@ -149,7 +149,8 @@ def stage_expenses(raw: pl.DataFrame, mapping: MappingDocument, provider: RatePr
     d = d.with_columns(
         task=pl.lit(None, dtype=pl.String),
         _sep=pl.when(pl.col("source_system") == "harvest_expense_csv")
-        .then(pl.col("entity").replace_strict(seps, return_dtype=pl.String))
+        # The separator of the account the file was landed for, whichever entity the row went to.
+        .then(pl.coalesce("landing_entity", "entity").replace_strict(seps, return_dtype=pl.String))
         .otherwise(pl.lit(".")),
     )
     d = _map_references(

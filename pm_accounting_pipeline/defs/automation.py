@@ -54,7 +54,8 @@ def build_landing_sensor(
         today = datetime.now().date()
         new_hashes: list[str] = []
         rows: list[pl.DataFrame] = []
-        pairs: set[tuple[str, date]] = set()  # (entity, day) of expense files: their landing entity
+        expense_rows: list[pl.DataFrame] = []
+        pairs: set[tuple[str, date]] = set()
         for entity in parts.entities:
             for f in list_landing_files(pipeline.paths.data_dir, entity):
                 if f.file_hash in seen_set or f.file_hash in new_hashes:
@@ -63,22 +64,19 @@ def build_landing_sensor(
                 parsed = parse_file(f.path, entity, mapping, extracted_at=f.extracted_at)
                 if parsed.error is not None or not parsed.rows.height:
                     continue
-                if "work_date" in parsed.rows.columns:
-                    rows.append(parsed.rows)
-                else:
-                    pairs |= {(entity, d) for d in parsed.rows["spent_date"].unique().to_list()}
+                (rows if "work_date" in parsed.rows.columns else expense_rows).append(parsed.rows)
         if not new_hashes:
             return dg.SensorResult(skip_reason="no new landing files", cursor=context.cursor)
         # Rows go to the partitions of the entity they are assigned to (core/entities.py), which
         # may differ from the folder they were dropped in; rows no entity can be given are
         # quarantined by the run of their landing entity's partition.
-        if rows:
-            assigned = assign_entities(pl.concat(rows), mapping)
-            for frame, entity_col, day_col in (
-                (assigned.rows, "entity", "work_date"),
-                (assigned.quarantine, "entity", "partition_date"),
-            ):
-                pairs |= set(frame.select(entity_col, day_col).unique().iter_rows())
+        # Expenses are assigned by the same rules.
+        for frames, day in ((rows, "work_date"), (expense_rows, "spent_date")):
+            if not frames:
+                continue
+            assigned = assign_entities(pl.concat(frames), mapping, date_column=day)
+            for frame, day_col in ((assigned.rows, day), (assigned.quarantine, "partition_date")):
+                pairs |= set(frame.select("entity", day_col).unique().iter_rows())
         tag = hashlib.sha256("".join(sorted(new_hashes)).encode()).hexdigest()[:16]
         requests: list[dg.RunRequest] = []
         for entity, d in sorted(p for p in pairs if p[1] >= mapping.start_date and p[0] in parts.entities):

@@ -10,7 +10,7 @@ import dagster as dg
 import polars as pl
 
 from pm_accounting_pipeline.contracts.expenses import RawExpense, StagedExpense
-from pm_accounting_pipeline.contracts.layers import empty_frame
+from pm_accounting_pipeline.core.entities import rerouted, rows_by_rule
 from pm_accounting_pipeline.core.expenses import build_expense_accruals, stage_expenses
 from pm_accounting_pipeline.core.fx_providers import provider_for
 from pm_accounting_pipeline.defs.ledger.assets import _journal_checks, _journal_specs, _write_journal
@@ -22,16 +22,15 @@ from pm_accounting_pipeline.defs.metadata import (
     totals_by_currency,
 )
 from pm_accounting_pipeline.defs.partitions import PipelinePartitions, context_partitions
+from pm_accounting_pipeline.defs.raw.assets import read_landing, route, write_held
 from pm_accounting_pipeline.defs.resources import PipelineResource
 from pm_accounting_pipeline.defs.sources.assets import HARVEST_API_RAW
-from pm_accounting_pipeline.extract.landing import list_landing_files
-from pm_accounting_pipeline.extract.parse import is_expense_file, parse_file
-from pm_accounting_pipeline.extract.raw import may_contribute, unique_files
 
 RAW_EXPENSES = dg.AssetKey(["raw", "expenses"])
 STAGED_EXPENSES = dg.AssetKey(["staging", "expenses"])
 EXPENSE_ACCRUALS = dg.AssetKey(["ledger", "expense_accrual_entries"])
 CSV_WRITER = "expense_csv"
+ASSIGNMENT_WRITER = "expense_raw"  # staging.quarantine files of expenses no entity could be given
 
 
 def build_expense_assets(parts: PipelinePartitions) -> list[dg.AssetsDefinition]:
@@ -42,51 +41,49 @@ def build_expense_assets(parts: PipelinePartitions) -> list[dg.AssetsDefinition]
         group_name="raw",
         kinds={"polars", "parquet"},
         owners=["team:finance-data"],
-        check_specs=[dg.AssetCheckSpec("contract", asset=RAW_EXPENSES, blocking=True)],
+        check_specs=[
+            dg.AssetCheckSpec("contract", asset=RAW_EXPENSES, blocking=True),
+            dg.AssetCheckSpec(
+                "rows_accounted_for",
+                asset=RAW_EXPENSES,
+                blocking=True,
+                description="per landing entity and day: rows read = rows written + rows of other "
+                "partitions + rows quarantined at entity assignment",
+            ),
+        ],
         tags={"layer": "raw"},
     )
     def raw_expenses(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> dg.MaterializeResult:
         """Expenses exactly as Harvest's expense CSV export wrote them (files dropped in
         `data/landing/<entity>/`, recognised by their header), every source column kept in
-        `source_record`, receipts as URLs only. Rows whose date cannot be read are quarantined per
-        file. The Harvest API asset writes its expenses to the same table."""
+        `source_record`, receipts as URLs only. Each row is assigned to its legal entity like a
+        time entry (`entity_assignment` in the mapping document; `entity_rule` and
+        `landing_entity` say why) and written to (spent date, that entity), so a partition reads
+        the expense exports of every entity for its days. Rows whose date cannot be read are
+        quarantined per file; rows no entity can be given under their landing entity. The Harvest
+        API asset writes its expenses to the same table."""
         mapping = pipeline.mapping()
         lake = pipeline.lake()
         wanted = context_partitions(context)
-        frames, quarantines, files_read = [empty_frame("raw.expenses")], [], 0
-        for entity in sorted({e for e, _ in wanted}):
-            days = {date.fromisoformat(k) for e, k in wanted if e == entity}
-            day_list = pl.Series(sorted(days), dtype=pl.Date).implode()
-            for lf in unique_files(list_landing_files(pipeline.paths.data_dir, entity)):
-                if not is_expense_file(lf.path, lf.format) or not may_contribute(lf, days):
-                    continue
-                files_read += 1
-                parsed = parse_file(
-                    lf.path,
-                    entity,
-                    mapping,
-                    extracted_at=lf.extracted_at,
-                    source_file=lf.path.name,
-                    fmt=lf.format,
-                )
-                frames.append(parsed.rows.filter(pl.col("spent_date").is_in(day_list)))
-                key = f"file-{lf.file_hash[:16]}"
-                lake.write_partitions(
-                    "staging.quarantine", parsed.quarantine, [(entity, key)], "raw", pl.lit(key)
-                )
-                quarantines.append(parsed.quarantine)
-        raw_all = pl.concat(frames)
+        days = {date.fromisoformat(k) for _, k in wanted}
+        read, quarantines, files_read, n_files = read_landing(
+            pipeline, lake, parts.entities, days, expenses=True
+        )
+        raw_all, held, routing, n_elsewhere = route(read, mapping, wanted, day="spent_date")
         counts = lake.write_partitions("raw.expenses", raw_all, wanted, CSV_WRITER, pl.col("spent_date"))
+        write_held(lake, held, wanted, ASSIGNMENT_WRITER)
         return dg.MaterializeResult(
             metadata={
                 "dagster/row_count": raw_all.height,
                 "partitions": len(counts),
+                "landing_files": n_files,
                 "expense_files_read": files_read,
-                "unroutable_rows_by_reason": reason_counts(
-                    pl.concat(quarantines) if quarantines else empty_frame("staging.quarantine")
-                ),
+                "rows_by_entity_rule": rows_by_rule(raw_all),
+                "rows_rerouted": dg.MetadataValue.md(md_table(rerouted(raw_all))),
+                "rows_of_other_partitions": n_elsewhere,
+                "unroutable_rows_by_reason": reason_counts(pl.concat([*quarantines, held])),
             },
-            check_results=[contract_check("contract", RawExpense, raw_all)],
+            check_results=[contract_check("contract", RawExpense, raw_all), routing],
         )
 
     @dg.asset(

@@ -8,6 +8,7 @@ to other partitions are counted (`rows_of_other_partitions`) and written by the 
 partition.
 """
 
+from collections.abc import Sequence
 from datetime import date
 
 import dagster as dg
@@ -22,6 +23,7 @@ from pm_accounting_pipeline.defs.resources import PipelineResource
 from pm_accounting_pipeline.extract.landing import list_landing_files
 from pm_accounting_pipeline.extract.parse import is_expense_file, parse_file
 from pm_accounting_pipeline.extract.raw import may_contribute, unique_files
+from pm_accounting_pipeline.lib.lake import Lake
 
 RAW_TIME_ENTRIES = dg.AssetKey(["raw", "time_entries"])
 ASSIGNMENT_WRITER = "raw"  # staging.quarantine files of rows no entity could be given
@@ -60,7 +62,11 @@ def routing_check(
 
 
 def route(
-    read: pl.DataFrame, mapping: MappingDocument, wanted: list[tuple[str, str]], day: str = "work_date"
+    read: pl.DataFrame,
+    mapping: MappingDocument,
+    wanted: list[tuple[str, str]],
+    day: str = "work_date",
+    check_name: str = "rows_accounted_for",
 ) -> tuple[pl.DataFrame, pl.DataFrame, dg.AssetCheckResult, int]:
     """Assign `read` (rows with their landing entity in `entity`) to entities and keep what belongs
     to the `wanted` partitions: (rows to write, assignment quarantine to write, the accounting
@@ -83,8 +89,52 @@ def route(
             ),
             "quarantined": keyed(held, "entity", "partition_date"),
         },
+        check_name,
     )
     return rows, held, check, elsewhere.height + held_elsewhere.height
+
+
+def read_landing(
+    pipeline: PipelineResource, lake: Lake, entities: Sequence[str], days: set[date], expenses: bool
+) -> tuple[pl.DataFrame, list[pl.DataFrame], int, int]:
+    """The rows dated in `days` of every entity's landing files, time exports or expense exports
+    (`expenses`), each row with its landing entity in `entity`: (rows, per-file quarantine frames,
+    files read, files landed). One file per content hash: the same bytes landed twice are read
+    once. What cannot be routed to a day (unreadable file, bad date) belongs to the file: one
+    quarantine file per landed file (writer `raw`), rewritten whenever the file is read."""
+    mapping = pipeline.mapping()
+    table, day = ("raw.expenses", "spent_date") if expenses else ("raw.time_entries", "work_date")
+    day_list = pl.Series(sorted(days), dtype=pl.Date).implode()
+    frames, quarantines, files_read = [empty_frame(table)], [], 0
+    files = unique_files([f for e in entities for f in list_landing_files(pipeline.paths.data_dir, e)])
+    for lf in files:
+        if not may_contribute(lf, days) or is_expense_file(lf.path, lf.format) != expenses:
+            continue  # nothing for these days (sidecar's date span), or the other kind of file
+        landing_entity = lf.path.parent.name
+        files_read += 1
+        parsed = parse_file(
+            lf.path,
+            landing_entity,
+            mapping,
+            extracted_at=lf.extracted_at,
+            source_file=lf.path.name,
+            fmt=lf.format,
+        )
+        frames.append(parsed.rows.filter(pl.col(day).is_in(day_list)))
+        key = f"file-{lf.file_hash[:16]}"
+        lake.write_partitions(
+            "staging.quarantine", parsed.quarantine, [(landing_entity, key)], "raw", pl.lit(key)
+        )
+        quarantines.append(parsed.quarantine)
+    return pl.concat(frames), quarantines, files_read, len(files)
+
+
+def write_held(lake: Lake, held: pl.DataFrame, wanted: list[tuple[str, str]], writer: str) -> None:
+    """Write the entity-assignment quarantine `held` (staging.quarantine rows, writer `writer`):
+    only where there are rows or an earlier run left some to replace."""
+    held_keys = {(e, d.isoformat()) for e, d in held.select("entity", "partition_date").unique().iter_rows()}
+    stale = {(e, k) for e, k in wanted if lake.path("staging.quarantine", e, k, writer).exists()}
+    lake.write_partitions("staging.quarantine", held, held_keys | stale, writer, pl.col("partition_date"))
 
 
 def build_raw_assets(parts: PipelinePartitions) -> list[dg.AssetsDefinition]:
@@ -122,52 +172,18 @@ def build_raw_assets(parts: PipelinePartitions) -> list[dg.AssetsDefinition]:
         lake = pipeline.lake()
         wanted = context_partitions(context)
         days = {date.fromisoformat(k) for _, k in wanted}
-        day_list = pl.Series(sorted(days), dtype=pl.Date)
-        frames, quarantines, files_read = [empty_frame("raw.time_entries")], [], 0
-        # Every entity's files, one per content hash: the same bytes landed twice are read once.
-        files = unique_files(
-            [f for e in parts.entities for f in list_landing_files(pipeline.paths.data_dir, e)]
+        read, quarantines, files_read, n_files = read_landing(
+            pipeline, lake, parts.entities, days, expenses=False
         )
-        for lf in files:
-            if not may_contribute(lf, days) or is_expense_file(lf.path, lf.format):
-                continue  # nothing for these days (sidecar's work-date span), or expenses (defs/expenses)
-            landing_entity = lf.path.parent.name
-            files_read += 1
-            parsed = parse_file(
-                lf.path,
-                landing_entity,
-                mapping,
-                extracted_at=lf.extracted_at,
-                source_file=lf.path.name,
-                fmt=lf.format,
-            )
-            frames.append(parsed.rows.filter(pl.col("work_date").is_in(day_list.implode())))
-            # What cannot be routed to a day (unreadable file, bad date) belongs to the file:
-            # one quarantine file per landed file, rewritten whenever the file is read.
-            key = f"file-{lf.file_hash[:16]}"
-            lake.write_partitions(
-                "staging.quarantine", parsed.quarantine, [(landing_entity, key)], "raw", pl.lit(key)
-            )
-            quarantines.append(parsed.quarantine)
-        read = pl.concat(frames)
         raw_all, held, routing, n_elsewhere = route(read, mapping, wanted)
         counts = lake.write_partitions("raw.time_entries", raw_all, wanted, "raw", pl.col("work_date"))
-        # Quarantine files only where there are rows or an earlier run left some to replace.
-        held_keys = {
-            (e, d.isoformat()) for e, d in held.select("entity", "partition_date").unique().iter_rows()
-        }
-        stale = {
-            (e, k) for e, k in wanted if lake.path("staging.quarantine", e, k, ASSIGNMENT_WRITER).exists()
-        }
-        lake.write_partitions(
-            "staging.quarantine", held, held_keys | stale, ASSIGNMENT_WRITER, pl.col("partition_date")
-        )
+        write_held(lake, held, wanted, ASSIGNMENT_WRITER)
         context.log.info(
             "raw: %d rows into %d partitions from %d of %d files (%d rows belong to other partitions)",
             raw_all.height,
             len(counts),
             files_read,
-            len(files),
+            n_files,
             n_elsewhere,
         )
         quarantine_all = pl.concat([*quarantines, held]) if quarantines else held
@@ -176,7 +192,7 @@ def build_raw_assets(parts: PipelinePartitions) -> list[dg.AssetsDefinition]:
             metadata={
                 "dagster/row_count": raw_all.height,
                 "partitions": len(counts),
-                "landing_files": len(files),
+                "landing_files": n_files,
                 "landing_files_read": files_read,
                 "rows_by_source_system": dg.MetadataValue.md(md_table(by_system)),
                 "rows_by_entity_rule": rows_by_rule(raw_all),

@@ -51,6 +51,13 @@ def build_harvest_api_assets(partitions_def: dg.MultiPartitionsDefinition) -> li
                 description="per account entity and day: time entries read = written + rows of "
                 "other partitions + quarantined at entity assignment",
             ),
+            dg.AssetCheckSpec(
+                "expenses_accounted_for",
+                asset=HARVEST_API_RAW,
+                blocking=True,
+                description="per account entity and day: expenses read = written + rows of other "
+                "partitions + quarantined at entity assignment",
+            ),
         ],
         tags={"layer": "raw", "source": "harvest_api"},
     )
@@ -63,8 +70,8 @@ def build_harvest_api_assets(partitions_def: dg.MultiPartitionsDefinition) -> li
         quarantine with a reason; entries deleted in Harvest appear as tombstones with the time they
         were found missing, so the ledger can reverse what was already booked. Time entries are
         assigned to their legal entity like the file-based ones (`entity_assignment` in the
-        mapping document; `entity_rule` and `landing_entity` say why); expenses and tombstones stay
-        with the entity of their Harvest account."""
+        mapping document; `entity_rule` and `landing_entity` say why), and so are expenses;
+        tombstones stay with the entity of their Harvest account."""
         specs = harvest.account_specs()
         config = harvest.sync_config()
         if any(not (config.account_dir(s.account_id) / "state.json").exists() for s in specs):
@@ -82,19 +89,24 @@ def build_harvest_api_assets(partitions_def: dg.MultiPartitionsDefinition) -> li
         for entity, key in sorted(wanted_set | set(sources)):
             day = date.fromisoformat(key)
             te, te_tombs = read_partition(config, specs, "time_entries", day, entity)
+            ex, ex_tombs = read_partition(config, specs, "expenses", day, entity)
             raws.append(te.rows)
+            expenses.append(ex.rows)
             if (entity, key) not in wanted_set:
                 continue
-            ex, ex_tombs = read_partition(config, specs, "expenses", day, entity)
             quarantines += [te.quarantine, ex.quarantine]
-            expenses.append(ex.rows)
             tombs = pl.concat([te_tombs, ex_tombs])
             tombstones.append(tombs)
             _write(lake.root, TOMBSTONES_DIR, entity, key, tombs)
         read = pl.concat(raws) if raws else empty_frame("raw.time_entries")
-        raw_all, held, routing, n_elsewhere = route(read, pipeline.mapping(), wanted)
-        quarantine_all = pl.concat([*quarantines, held])
-        expenses_all = pl.concat(expenses) if expenses else pl.DataFrame(schema=EXPENSES_RAW_SCHEMA)
+        mapping = pipeline.mapping()
+        raw_all, held, routing, n_elsewhere = route(read, mapping, wanted)
+        # Expenses are assigned the same way (an expense of A's account for B's client is B's).
+        read_ex = pl.concat(expenses) if expenses else pl.DataFrame(schema=EXPENSES_RAW_SCHEMA)
+        expenses_all, held_ex, routing_ex, n_ex_elsewhere = route(
+            read_ex, mapping, wanted, day="spent_date", check_name="expenses_accounted_for"
+        )
+        quarantine_all = pl.concat([*quarantines, held, held_ex])
         tombstones_all = pl.concat(tombstones) if tombstones else pl.DataFrame(schema=TOMBSTONE_SCHEMA)
         lake.write_partitions("raw.time_entries", raw_all, wanted, WRITER, pl.col("work_date"))
         # Expenses go to the one canonical raw expense table, beside Harvest's expense CSV export.
@@ -115,6 +127,8 @@ def build_harvest_api_assets(partitions_def: dg.MultiPartitionsDefinition) -> li
                 "rows_by_entity_rule": rows_by_rule(raw_all),
                 "rows_of_other_partitions": n_elsewhere,
                 "expenses": expenses_all.height,
+                "expenses_by_entity_rule": rows_by_rule(expenses_all),
+                "expenses_of_other_partitions": n_ex_elsewhere,
                 "quarantined_by_reason": reason_counts(quarantine_all),
                 "tombstones": tombstones_all.height,
                 "tombstones_preview": dg.MetadataValue.md(
@@ -128,7 +142,7 @@ def build_harvest_api_assets(partitions_def: dg.MultiPartitionsDefinition) -> li
                     {s.account_id: load_state(config, s.account_id).get("high_water_mark", {}) for s in specs}
                 ),
             },
-            check_results=[contract_check("contract", RawTimeEntry, raw_all), routing],
+            check_results=[contract_check("contract", RawTimeEntry, raw_all), routing, routing_ex],
         )
 
     return [harvest_api_time_entries]

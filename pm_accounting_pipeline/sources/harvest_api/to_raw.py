@@ -268,9 +268,13 @@ def expenses_to_raw(
         *_number_checks("unit_price_raw", "expense_category.unit_price", False, "bad_rate", "bad_rate"),
     ]
     good, quarantine = _split(frame, checks, entity, pl.col("extracted_at").dt.date())
-    rows = good.with_columns(pl.lit(entity).alias("entity"), pl.col("_date").alias("spent_date")).select(
-        [pl.col(name).cast(dtype) for name, dtype in EXPENSES_RAW_SCHEMA.items()]
-    )
+    rows = good.with_columns(
+        pl.lit(entity).alias("entity"),
+        # The account's entity until core/entities.py assigns the row.
+        pl.lit(entity).alias("landing_entity"),
+        pl.lit("pm_account").alias("entity_rule"),
+        pl.col("_date").alias("spent_date"),
+    ).select([pl.col(name).cast(dtype) for name, dtype in EXPENSES_RAW_SCHEMA.items()])
     return RawBatch(rows, quarantine)
 
 
