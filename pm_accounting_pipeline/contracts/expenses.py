@@ -74,6 +74,11 @@ class StagedExpense(pa.DataFrameModel):
     """staging.expenses: one row per accepted expense, mapped and valued.
 
     `expense_minor` is what was spent (transaction currency = the client's billing currency);
+    `original_minor` is what the receipt says, in `original_currency`; an expense paid in another
+    currency than the billing currency is converted at `original_fx_rate` (billing-currency units
+    per one original unit, the spent date's rate: its publication date, type and source beside it;
+    1 / `identity` when the currencies agree). `expense_functional_minor` and
+    `expense_reporting_minor` convert the original amount directly.
     `markup_minor` and `recharge_minor` (= expense + markup) are re-invoiced only when
     `billing_status` is "billable" (approved billable expenses of a billable project) and are 0
     otherwise. Every amount also in the entity's functional and the group reporting currency, with
@@ -104,6 +109,13 @@ class StagedExpense(pa.DataFrameModel):
     is_approved: bool
     billing_status: str = pa.Field(isin=EXPENSE_STATUSES)
     currency: str
+    original_currency: str
+    original_minor: pl.Int64 = pa.Field(ge=0)
+    original_fx_rate: FxRate = pa.Field(gt=0)
+    original_fx_rate_direction: str = pa.Field(isin=["target_per_source"])
+    original_fx_rate_date: pl.Date
+    original_fx_rate_type: str = pa.Field(isin=["spot", "contract", "monthly_average"])
+    original_fx_rate_source: str
     expense_minor: pl.Int64 = pa.Field(ge=0)
     markup_pct: pe.Decimal(9, 4) = pa.Field(ge=0)
     markup_minor: pl.Int64 = pa.Field(ge=0)

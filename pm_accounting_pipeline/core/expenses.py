@@ -10,12 +10,18 @@ currency parsing, fuzzy-matched client spellings), then:
   when billable, approval is required (client setting, else the deployment's) and the expense is
   not approved; else "billable". Only "billable" expenses are re-invoiced; held ones are kept,
   counted and billed by a later run once approved.
-- amounts in integer minor units of the client's billing currency: expense = the source's
-  total rounded to the currency's minor unit; markup = round(expense x markup_pct / 100);
-  recharge = expense + markup. Markup and recharge are 0 unless the status is "billable".
-  Rounding uses `rounding.money_mode` through core.rounding.
-- FX: the same providers and conversion as time (`core.fx.enrich`): every amount also in the
-  entity's functional and the group reporting currency, with the rates and their provenance.
+- amounts in integer minor units of the client's billing currency, in this order: the source's
+  total rounded to its own currency's minor unit (`original_minor`); converted to the billing
+  currency at the spent date's rate when the expense was paid in another currency (same
+  providers, rate rules and quote convention as time; rate, direction, rate date, type and
+  source kept on the row) = expense; markup = round(expense x markup_pct / 100); recharge =
+  expense + markup. Markup and recharge are 0 unless the status is "billable". Every rounding
+  uses `rounding.money_mode` through core.rounding. An expense whose currency has no rate at
+  all is quarantined (`missing_fx_rate`).
+- FX: the recharge converts to the entity's functional and the group reporting currency with
+  the same providers and conversion as time (`core.fx.enrich`); the expense's cost converts
+  the original amount directly (an expense paid in the functional currency costs exactly what
+  was paid).
 
 Every raw row ends in exactly one output: raw.height == expenses.height + quarantine.height
 (quarantine rows of this layer carry `layer = "expenses"`).
@@ -51,7 +57,8 @@ from pm_accounting_pipeline.core.clean import (
     project_frame,
     task_frame,
 )
-from pm_accounting_pipeline.core.fx import RateProvider, _convert, _divisor, _factor, enrich
+from pm_accounting_pipeline.core.fx import RateProvider, enrich
+from pm_accounting_pipeline.core.fx_providers import attach_rates, convert_minor_expr
 from pm_accounting_pipeline.core.ids import stable_id_expr
 from pm_accounting_pipeline.core.ledger import (
     LINE_AMOUNTS_SCHEMA,
@@ -78,7 +85,6 @@ EXPENSE_REASONS: tuple[str, ...] = (
     "bad_amount",
     "bad_flag",
     "unknown_currency",
-    "currency_mismatch",
     "unknown_client",
     "unknown_project",
     "wrong_entity",
@@ -173,7 +179,6 @@ def stage_expenses(raw: pl.DataFrame, mapping: MappingDocument, provider: RatePr
         _category_frame(mapping), on="cat_key", how="left"
     )
     client_markup = {n: int(p.scaleb(4)) for n, p in settings.client_markup_pct.items()}
-    digits = {c: minor_digits(c) for c in set(clients["client_currency"].to_list())}
     tax_e6 = {e.id: int(e.tax.rate.scaleb(6).to_integral_value()) for e in mapping.entities}
     d = d.with_columns(
         _missing=(pl.col("client_s").is_null() & pl.col("client_id_s").is_null())
@@ -185,7 +190,6 @@ def stage_expenses(raw: pl.DataFrame, mapping: MappingDocument, provider: RatePr
         | pl.col("units_bad")
         | (pl.col("amount_e") < 0).fill_null(False)
         | (pl.col("units_e") < 0).fill_null(False),
-        _mismatch=(pl.col("row_currency") != pl.col("client_currency")).fill_null(False),
         _unknown_category=pl.lit(settings.require_known_category) & pl.col("cat_name").is_null(),
         _markup_e4=pl.coalesce(
             pl.col("client_name").replace_strict(client_markup, default=None, return_dtype=pl.Int64)
@@ -201,7 +205,6 @@ def stage_expenses(raw: pl.DataFrame, mapping: MappingDocument, provider: RatePr
         "bad_amount": pl.col("_bad_amount"),
         "bad_flag": pl.col("billable_bad") | pl.col("approved_bad"),
         "unknown_currency": pl.col("currency_bad"),
-        "currency_mismatch": pl.col("_mismatch"),
         "unknown_client": pl.col("client_idx").is_null(),
         "unknown_project": pl.col("project_idx").is_null() | pl.col("_project_elsewhere"),
         "wrong_entity": (pl.col("client_entity") != pl.col("entity")).fill_null(False),
@@ -214,7 +217,7 @@ def stage_expenses(raw: pl.DataFrame, mapping: MappingDocument, provider: RatePr
         reason = pl.when(conditions[code].fill_null(False)).then(pl.lit(code)).otherwise(reason)
     d = d.with_columns(_reason=reason)
     bad = d.filter(pl.col("_reason").is_not_null())
-    good = d.filter(pl.col("_reason").is_null())
+    good, no_rate = _in_billing_currency(d.filter(pl.col("_reason").is_null()), mapping, provider)
 
     source_billable = pl.coalesce("billable_val", "cat_billable_default", pl.lit(True))
     approved = pl.col("approved_val").fill_null(False)
@@ -227,13 +230,10 @@ def stage_expenses(raw: pl.DataFrame, mapping: MappingDocument, provider: RatePr
         .then(pl.lit("held_unapproved"))
         .otherwise(pl.lit("billable"))
     )
-    cur_digits = pl.col("client_currency").replace_strict(digits, return_dtype=pl.Int32)
-    expense_minor = rescale_expr(pl.col("amount_e"), 4, cur_digits, mode)
     good = good.with_columns(
         billing_status=status,
         is_billable=pl.col("project_billable") & source_billable,
         is_approved=approved,
-        expense_minor=expense_minor,
     )
     billed = pl.col("billing_status") == "billable"
     markup = div_round_expr(pl.col("expense_minor") * pl.col("_markup_e4"), pl.lit(1_000_000), mode)
@@ -270,8 +270,105 @@ def stage_expenses(raw: pl.DataFrame, mapping: MappingDocument, provider: RatePr
         rule_version=pl.lit(mapping.rule_version),
     )
     staged, fx_quarantine = _with_fx(good, mapping, provider)
-    quarantine = pl.concat([_quarantine_rows(bad), fx_quarantine], how="vertical")
+    quarantine = pl.concat([_quarantine_rows(bad), no_rate, fx_quarantine], how="vertical")
     return ExpenseResult(expenses=staged, quarantine=quarantine)
+
+
+def _in_billing_currency(
+    good: pl.DataFrame, mapping: MappingDocument, provider: RateProvider
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The expense in the client's billing currency, whatever currency it was paid in.
+
+    The original amount (the source's currency, else the billing currency) is rounded to its own
+    minor unit, then converted at the rate of the spent date from the configured providers (same
+    rate rules, fallback and quote convention as time: target units per one source unit), rounded
+    once to the billing currency's minor unit through core.rounding; markup applies afterwards to
+    the converted amount. The project cost in the entity's functional (and the reporting) currency
+    converts the original amount directly, so an expense paid in the functional currency costs
+    exactly what was paid. A row without one of these rates goes to quarantine
+    (`missing_fx_rate`). Returns (rows with original_* and expense_* amounts, quarantine rows)."""
+    functional = {e.id: e.functional_currency for e in mapping.entities}
+    mode = mapping.rounding.money_mode
+    d = good.with_columns(
+        original_currency=pl.coalesce("row_currency", "client_currency"),
+        _fn_currency=pl.col("entity").replace_strict(functional, return_dtype=pl.String),
+        _rp_currency=pl.lit(mapping.reporting_currency),
+    )
+    customer = "customer_ref" if getattr(provider, "per_client", False) else None
+    legs = {"_ob_": "client_currency", "_of_": "_fn_currency", "_or_": "_rp_currency"}
+    for prefix, target in legs.items():
+        d = attach_rates(
+            d, provider, "original_currency", target, "spent_date", prefix, customer_col=customer
+        )
+    currencies = {mapping.reporting_currency, *functional.values()}
+    currencies |= set(d["original_currency"].drop_nulls().to_list()) | set(d["client_currency"].to_list())
+    dg = {c: minor_digits(c) for c in currencies}
+
+    def digits(col: str) -> pl.Expr:
+        return pl.col(col).replace_strict(dg, return_dtype=pl.Int32)
+
+    d = d.with_columns(_no_rate=pl.any_horizontal(pl.col(f"{p}rate").is_null() for p in legs))
+    ok = d.filter(~pl.col("_no_rate")).with_columns(
+        original_minor=rescale_expr(pl.col("amount_e"), 4, digits("original_currency"), mode).cast(pl.Int64)
+    )
+
+    def convert(prefix: str, target: str) -> pl.Expr:
+        return convert_minor_expr(
+            pl.col("original_minor"),
+            pl.col(f"{prefix}rate"),
+            digits("original_currency"),
+            digits(target),
+            mode,
+        ).cast(pl.Int64)
+
+    ok = ok.with_columns(
+        expense_minor=convert("_ob_", "client_currency"),
+        expense_functional_minor=convert("_of_", "_fn_currency"),
+        expense_reporting_minor=convert("_or_", "_rp_currency"),
+        original_fx_rate=pl.col("_ob_rate"),
+        original_fx_rate_direction=pl.lit("target_per_source"),
+        original_fx_rate_date=pl.col("_ob_rate_date"),
+        original_fx_rate_type=pl.col("_ob_rate_type"),
+        original_fx_rate_source=pl.col("_ob_source"),
+    )
+    gaps = (
+        pl.concat_list(
+            [
+                pl.when(pl.col(f"{p}rate").is_null()).then(pl.format("{}->{}", "original_currency", t))
+                for p, t in legs.items()
+            ]
+        )
+        .list.drop_nulls()
+        .list.unique(maintain_order=True)
+        .list.join(", ")
+    )
+    schema = polars_schema("staging.quarantine")
+    no_rate = (
+        d.filter(pl.col("_no_rate"))
+        .select(
+            "entity",
+            pl.col("spent_date").alias("partition_date"),
+            pl.lit("expenses").alias("layer"),
+            "source_system",
+            "source_file",
+            "source_row",
+            "source_id",
+            pl.lit("missing_fx_rate").alias("reason"),
+            pl.format(
+                "no {} rate for {} on or shortly before {}: the expense cannot be valued in the "
+                "billing currency {} of client '{}' and the entity's books",
+                pl.lit(getattr(provider, "name", "configured")),
+                gaps,
+                pl.col("spent_date").cast(pl.String),
+                "client_currency",
+                "client_name",
+            ).alias("detail"),
+            "source_record",
+        )
+        .cast(dict(schema))
+        .select(schema.names())
+    )
+    return ok, no_rate
 
 
 def _with_duplicates(d: pl.DataFrame) -> pl.DataFrame:
@@ -336,15 +433,6 @@ def _quarantine_rows(bad: pl.DataFrame) -> pl.DataFrame:
         )
         .when(r == "unknown_currency")
         .then(pl.concat_str([pl.lit("currency "), _q("currency_raw"), pl.lit(" is not an ISO 4217 code")]))
-        .when(r == "currency_mismatch")
-        .then(
-            pl.format(
-                "expense currency {} differs from the billing currency {} of client '{}'",
-                "row_currency",
-                "client_currency",
-                "client_name",
-            )
-        )
         .when(r == "unknown_client")
         .then(pl.concat_str([pl.lit("client "), _q("client"), pl.lit(" has no mapping to a customer")]))
         .when(r == "unknown_project")
@@ -404,6 +492,44 @@ def _quarantine_rows(bad: pl.DataFrame) -> pl.DataFrame:
     return out.cast(dict(schema)).select(schema.names())
 
 
+def _amount_text(minor: pl.Expr, digits: pl.Expr) -> pl.Expr:
+    """Non-negative minor units as a plain decimal string with the currency's digits (20000 -> 200.00)."""
+    unit = pl.lit(10, dtype=pl.Int64).pow(digits)
+    return (
+        pl.when(digits == 0)
+        .then(minor.cast(pl.String))
+        .otherwise(
+            pl.concat_str(
+                [
+                    (minor // unit).cast(pl.String),
+                    pl.lit("."),
+                    (minor % unit).cast(pl.String).str.zfill(digits),
+                ]
+            )
+        )
+    )
+
+
+def _conversion_text(digits: pl.Expr) -> pl.Expr:
+    """ " (EUR 200.00 at 1.1 USD per EUR, ecb_offline spot rate of 2026-03-02)" for an expense paid
+    in another currency than the billing currency, else "": on the invoice line's description.
+    `digits` are the original currency's minor digits."""
+    rate = pl.col("original_fx_rate").cast(pl.String).str.strip_chars_end("0").str.strip_chars_end(".")
+    text = pl.format(
+        " ({} {} at {} {} per {}, {} {} rate of {})",
+        "original_currency",
+        _amount_text(pl.col("original_minor"), digits),
+        rate,
+        "currency",
+        "original_currency",
+        "original_fx_rate_source",
+        "original_fx_rate_type",
+        pl.col("original_fx_rate_date").cast(pl.String),
+    )
+    foreign = pl.col("original_currency").is_not_null() & (pl.col("original_currency") != pl.col("currency"))
+    return pl.when(foreign).then(text).otherwise(pl.lit(""))
+
+
 def as_rated(staged: pl.DataFrame) -> pl.DataFrame:
     """Staged expense rows in `staging.rated_billables` shape, so FX enrichment, invoicing and
     billing treat an expense like a billable entry: quantity 1 at the recharge amount (exact, so
@@ -411,9 +537,10 @@ def as_rated(staged: pl.DataFrame) -> pl.DataFrame:
     recharge account, no cost (expense cost is booked by the expense cost accrual)."""
     schema = polars_schema("staging.rated_billables")
     currencies = set(staged["currency"].unique().to_list())
-    digits = pl.col("currency").replace_strict(
-        {c: minor_digits(c) for c in currencies}, return_dtype=pl.Int32
-    )
+    currencies |= set(staged["original_currency"].drop_nulls().unique().to_list())
+    by_code = {c: minor_digits(c) for c in currencies}
+    digits = pl.col("currency").replace_strict(by_code, return_dtype=pl.Int32)
+    original_digits = pl.col("original_currency").replace_strict(by_code, default=None, return_dtype=pl.Int32)
     one = pl.lit(1).cast(pl.Decimal(12, 4))
     out = staged.select(
         pl.col("expense_item_id").alias("work_item_id"),
@@ -429,7 +556,9 @@ def as_rated(staged: pl.DataFrame) -> pl.DataFrame:
         "project_name",
         "project_code",
         "customer_job",
-        pl.concat_str([pl.lit("Expenses: "), pl.col("category")]).alias("task_name"),
+        pl.concat_str([pl.lit("Expenses: "), pl.col("category"), _conversion_text(original_digits)]).alias(
+            "task_name"
+        ),
         "item",
         pl.col("recharge_account").alias("revenue_account"),
         "person_id",
@@ -467,8 +596,7 @@ def as_rated(staged: pl.DataFrame) -> pl.DataFrame:
 _FX_COLUMNS = frozenset(
     {
         "functional_currency", "reporting_currency", "fx_rate_functional", "fx_rate_reporting", "fx_rate_date",
-        "fx_rate_source", "fx_rate_type", "expense_functional_minor", "expense_reporting_minor",
-        "recharge_functional_minor", "recharge_reporting_minor",
+        "fx_rate_source", "fx_rate_type", "recharge_functional_minor", "recharge_reporting_minor",
     }
 )  # fmt: skip
 
@@ -476,8 +604,9 @@ _FX_COLUMNS = frozenset(
 def _with_fx(
     good: pl.DataFrame, mapping: MappingDocument, provider: RateProvider
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Rates for every row through `core.fx.enrich` (same providers, same conversion as time); the
-    expense amount converts with the same rates and the same exact arithmetic."""
+    """Rates for every row through `core.fx.enrich` (same providers, same conversion as time) for
+    the recharge; the expense's functional and reporting amounts are already on the rows
+    (`_in_billing_currency`)."""
     schema = polars_schema(STAGED_TABLE)
     pre = good.select([c for c in schema.names() if c not in _FX_COLUMNS])
     if pre.height == 0:
@@ -495,38 +624,14 @@ def _with_fx(
         pl.col("amount_functional_minor").alias("recharge_functional_minor"),
         pl.col("amount_reporting_minor").alias("recharge_reporting_minor"),
     )
-    joined = pre.join(fx, on="expense_item_id", how="inner")
-    currencies = set(joined["currency"].unique().to_list()) | set(
-        joined["functional_currency"].unique().to_list()
-    )
-    currencies |= set(joined["reporting_currency"].unique().to_list())
-    dg = {c: minor_digits(c) for c in currencies}
-
-    def digits(col: str) -> pl.Expr:
-        return pl.col(col).replace_strict(dg, return_dtype=pl.Int32)
-
-    mode = mapping.rounding.money_mode
-    staged = joined.with_columns(
-        expense_functional_minor=_convert(
-            pl.col("expense_minor"),
-            _factor(digits("currency"), pl.col("fx_rate_functional")),
-            _divisor(digits("functional_currency")),
-            mode,
-        ),
-        expense_reporting_minor=_convert(
-            pl.col("expense_minor"),
-            _factor(digits("currency"), pl.col("fx_rate_reporting")),
-            _divisor(digits("reporting_currency")),
-            mode,
-        ),
-    )
+    staged = pre.join(fx, on="expense_item_id", how="inner")
     # enrich quarantined rows without a rate under the billable's source system name; report
     # them under the expense's own.
     quarantine = res.quarantine.with_columns(
         layer=pl.lit("expenses"),
         source_system=pl.when(pl.col("source_system") == "harvest_api_expense")
         .then(pl.lit("harvest_api"))
-        .otherwise(pl.col("source_system"))
+        .otherwise(pl.col("source_system")),
     )
     return staged.select(schema.names()).cast(dict(schema)).sort(
         "entity", "spent_date", "source_system", "source_row"

@@ -41,13 +41,21 @@ RATES = {
 
 
 class FixedRates:
-    """A rate provider with fixed rates (identity for a currency to itself)."""
+    """A rate provider with fixed rates (identity for a currency to itself, none for other pairs)."""
 
     name = "fixed"
 
     def rates(self, pairs: pl.DataFrame) -> pl.DataFrame:
         rows = [
-            (f, t, d, Decimal(1) if f == t else RATES[(f, t)], d, "identity" if f == t else "fixed", "spot")
+            (
+                f,
+                t,
+                d,
+                Decimal(1) if f == t else RATES.get((f, t)),
+                d,
+                "identity" if f == t else "fixed",
+                "spot",
+            )
             for f, t, d in pairs.select("from_currency", "to_currency", "date").unique().iter_rows()
         ]
         return pl.DataFrame(rows, schema=RATE_SCHEMA, orient="row")
@@ -366,7 +374,7 @@ def test_quarantine_reasons_and_every_row_accounted_for() -> None:
         row(project="Nowhere", code=""),
         row(category="Entertainment"),
         row(currency="XYZ"),
-        row(currency="EUR"),
+        row(currency="CHF"),  # a real currency without any rate to the billing currency
         row(billable="maybe"),
         row(category=""),
         row(client="Britannia Ltd", project="Audit", code="BR-1", currency="GBP"),
@@ -384,7 +392,7 @@ def test_quarantine_reasons_and_every_row_accounted_for() -> None:
         (5, "unknown_project"),
         (6, "unknown_category"),
         (7, "unknown_currency"),
-        (8, "currency_mismatch"),
+        (8, "missing_fx_rate"),
         (9, "bad_flag"),
         (10, "missing_required"),
         (11, "wrong_entity"),
@@ -392,6 +400,10 @@ def test_quarantine_reasons_and_every_row_accounted_for() -> None:
     details = dict(res.quarantine.select("source_row", "detail").rows())
     assert details[1] == "amount '12,3x' is not a non-negative number"
     assert details[6] == "category 'Entertainment' is not listed under expenses.categories"
+    assert details[8] == (
+        "no fixed rate for CHF->USD on or shortly before 2026-03-02: the expense cannot be valued in "
+        "the billing currency USD of client 'Acme Corporation' and the entity's books"
+    )
     assert set(res.quarantine["layer"]) == {"expenses"}
     assert res.expenses.height + res.quarantine.height == len(rows)
     assert res.expenses["source_row"].sort().to_list() == [12, 13]
@@ -657,3 +669,134 @@ def test_landing_an_expense_export_records_its_format_and_spent_dates(tmp_path: 
         date(2026, 3, 2),
         date(2026, 3, 9),
     )
+
+
+# --- foreign-currency expenses ------------------------------------------------------------------
+
+ECB_EUR_USD_2026_03_02 = Decimal("1.1698")  # ECB reference rate published on Monday 2 March 2026
+ECB_EUR_GBP_2026_03_02 = Decimal("0.8739")
+ECB_EUR_USD_2026_02_27 = Decimal("1.1805")  # Friday 27 February 2026, the last before Sunday 1 March
+
+
+def _fx_mapping() -> MappingDocument:
+    data = mapping_data()
+    data["clients"].append(
+        {"name": "Yankee Corp", "customer_ref": "C-YANK", "entity": "uk", "currency": "USD"}
+    )
+    data["projects"].append(
+        {"name": "Rollout", "client": "Yankee Corp", "code": "YK-1", "customer_job": "Yank:Rollout"}
+    )
+    return parse_mapping(data)
+
+
+def _ecb_stage(rows: list[str], entity: str = "us", tmp: Path | None = None):
+    from pm_accounting_pipeline.core.fx_providers import provider_for
+
+    m = _fx_mapping()
+    parsed = parse(csv_bytes(rows), entity, m)
+    assert parsed.error is None, parsed.error
+    return m, stage_expenses(parsed.rows, m, provider_for(m, tmp or Path("/nonexistent")))
+
+
+def test_a_eur_hotel_for_a_usd_client_is_converted_at_the_spent_dates_ecb_rate_then_marked_up() -> None:
+    m, res = _ecb_stage([row(notes="Hotel", amount="200.00", currency="Euro - EUR")])
+    assert res.quarantine.height == 0, res.quarantine.select("reason", "detail").rows()
+    e = res.expenses.row(0, named=True)
+    StagedExpense.validate(res.expenses)
+    # Convert first (EUR 200.00 x 1.1698 = USD 233.96), then the 10 % markup on the converted amount.
+    expense = minor(Decimal("200.00") * ECB_EUR_USD_2026_03_02)
+    assert expense == 23396
+    markup = minor(Decimal(expense) * Decimal("0.10") / 100)  # 2339.6 cents -> 2340
+    assert markup == 2340
+    assert (e["original_currency"], e["original_minor"], e["currency"]) == ("EUR", 20000, "USD")
+    assert (e["expense_minor"], e["markup_minor"], e["recharge_minor"]) == (expense, markup, expense + markup)
+    assert e["original_fx_rate"] == ECB_EUR_USD_2026_03_02
+    assert (
+        e["original_fx_rate_direction"],
+        e["original_fx_rate_date"],
+        e["original_fx_rate_type"],
+        e["original_fx_rate_source"],
+    ) == ("target_per_source", date(2026, 3, 2), "spot", "ecb_offline")
+    # us books in USD: the cost is the converted amount.
+    assert (e["expense_functional_minor"], e["expense_reporting_minor"]) == (expense, expense)
+    # On the invoice: the converted, marked-up amount, tax on it, and the conversion on the line.
+    batch = build_invoices(
+        with_expenses(_empty_fx(), res.expenses), m, "us", date(2026, 3, 1), date(2026, 3, 31)
+    )
+    assert_balanced(batch.lines)
+    inv = batch.invoices.row(0, named=True)
+    tax = minor(Decimal(expense + markup) * Decimal("0.08") / 100)  # 2058.88 cents -> 2059
+    assert (
+        (inv["subtotal_minor"], inv["tax_minor"], inv["total_minor"])
+        == (25736, tax, 25736 + tax)
+        == (
+            25736,
+            2059,
+            27795,
+        )
+    )
+    assert batch.invoice_lines.select("description", "amount_minor").rows() == [
+        (
+            "Website - Expenses: Travel (EUR 200.00 at 1.1698 USD per EUR, ecb_offline spot rate of 2026-03-02)",
+            25736,
+        )
+    ]
+    billed = _bill(m, res.expenses, date(2026, 3, 1))
+    assert _expense_lines(billed) == [
+        (
+            "Website - Expenses: Travel (EUR 200.00 at 1.1698 USD per EUR, ecb_offline spot rate of 2026-03-02)",
+            25736,
+        )
+    ]
+    accrued = build_expense_accruals(res.expenses, m)
+    assert_balanced(accrued.lines)
+    assert _sums(accrued.lines, "expense_cost_accrual", "project_expenses") == (expense, 0)
+
+
+def test_a_weekend_expense_uses_the_last_published_rate_and_records_its_date() -> None:
+    _, res = _ecb_stage([row(day="2026-03-01", amount="10.00", currency="EUR")])
+    e = res.expenses.row(0, named=True)
+    assert e["expense_minor"] == minor(Decimal("10.00") * ECB_EUR_USD_2026_02_27) == 1181  # 11.805 -> 11.81
+    assert (e["original_fx_rate"], e["original_fx_rate_date"]) == (ECB_EUR_USD_2026_02_27, date(2026, 2, 27))
+
+
+def test_the_project_cost_stays_what_was_paid_in_the_entitys_functional_currency() -> None:
+    # uk (GBP books) re-invoices a GBP 100.00 train fare to a USD client.
+    _, res = _ecb_stage(
+        [
+            row(
+                day="02/03/2026",
+                client="Yankee Corp",
+                project="Rollout",
+                code="YK-1",
+                amount="100,00",
+                currency="GBP",
+            )
+        ],
+        entity="uk",
+    )
+    assert res.quarantine.height == 0, res.quarantine.select("reason", "detail").rows()
+    e = res.expenses.row(0, named=True)
+    cross = (ECB_EUR_USD_2026_03_02 / ECB_EUR_GBP_2026_03_02).quantize(
+        Decimal("1e-12"), rounding=ROUND_HALF_EVEN
+    )
+    assert e["original_fx_rate"] == cross == Decimal("1.338597093489")
+    assert e["expense_minor"] == minor(Decimal("100.00") * cross) == 13386
+    # The cost in uk's books is exactly the GBP 100.00 paid, not a round trip through USD.
+    assert (e["functional_currency"], e["expense_functional_minor"]) == ("GBP", 10000)
+    assert e["expense_reporting_minor"] == 13386  # reporting currency USD: GBP 100.00 at the same rate
+    markup = minor(Decimal(13386) * Decimal("0.10") / 100)  # 1338.6 -> 1339
+    assert e["recharge_minor"] == 13386 + markup
+    # The recharge (USD) is translated to GBP at the USD->GBP rate of the day.
+    usd_gbp = (ECB_EUR_GBP_2026_03_02 / ECB_EUR_USD_2026_03_02).quantize(
+        Decimal("1e-12"), rounding=ROUND_HALF_EVEN
+    )
+    assert e["recharge_functional_minor"] == minor(Decimal(13386 + markup) / 100 * usd_gbp)
+
+
+def test_a_currency_without_any_rate_is_quarantined_with_the_pair_and_date() -> None:
+    _, res = _ecb_stage([row(amount="5000", currency="Venezuelan Bolivar - VES")])
+    assert res.expenses.height == 0
+    (q,) = res.quarantine.select("reason", "detail", "layer").rows()
+    assert q[0] == "missing_fx_rate" and q[2] == "expenses"
+    assert "VES->USD" in q[1] and "2026-03-02" in q[1]
