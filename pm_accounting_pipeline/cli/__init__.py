@@ -222,8 +222,8 @@ def demo(
         os.environ["PM_ACCOUNTING_CONFIG"] = str(mapping_path)
         exports = write_harvest_csvs(ds, paths.data_dir / "exports", cfg)
         expense_exports = write_expense_csvs(ds, paths.data_dir / "exports", cfg)
-        # The PM tool's approval log of the approved entries (core/approvals.py reads it).
-        write_approvals(ds, exports, paths.landing)
+        # The PM tool's approval log of the approved entries and expenses (core/approvals.py reads it).
+        write_approvals(ds, [*exports, *expense_exports], paths.landing)
     console.print(
         f"demo data: {ds.time_entries.height:,} time entries in {len(exports)} Harvest CSV exports, "
         f"{len(expense_exports)} Harvest expense CSV export(s)"

@@ -23,7 +23,7 @@ from pm_accounting_pipeline.contracts.layers import (
 )
 
 EXPENSE_SOURCE_SYSTEMS = ["harvest_api", "harvest_expense_csv"]
-EXPENSE_STATUSES = ["billable", "held_unapproved", "non_billable", "internal"]
+EXPENSE_STATUSES = ["billable", "held_unapproved", "held_no_approver", "non_billable", "internal"]
 
 
 class RawExpense(pa.DataFrameModel):
@@ -107,6 +107,8 @@ class StagedExpense(pa.DataFrameModel):
     receipt_url: str = pa.Field(nullable=True)
     is_billable: bool
     is_approved: bool
+    approved_by: str = pa.Field(nullable=True)
+    approved_at: UtcTs = pa.Field(nullable=True)
     billing_status: str = pa.Field(isin=EXPENSE_STATUSES)
     currency: str
     original_currency: str

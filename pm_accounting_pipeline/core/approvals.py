@@ -4,14 +4,17 @@ Sources, in increasing precedence:
 
 1. the source row (kept whole in `raw.time_entries.source_record`):
    - canonical CSV / JSON: the optional `approved_by` and `approved_at` fields;
-   - Harvest API: the Harvest v2 time entry exposes `approval_status` but not who approved it, so
-     `approved_by` is `harvest:<account_id>` and `approved_at` is the entry's `updated_at` when its
-     status is `approved`; the sync also writes the `updated_at` of the first version it saw
+   - Harvest API: the Harvest v2 time entry (and expense) exposes `approval_status` (an expense of
+     an account without approvals: `is_closed`) but not who approved it, so `approved_by` is
+     `harvest:<account_id>` and `approved_at` is the entry's `updated_at` when it is approved;
+     the sync also writes the `updated_at` of the first version it saw
      approved to the feed `approvals/harvest_api-<account_id>.csv` (below), which takes precedence;
-   - Harvest CSV (`Approved?` only) and Toggl: neither;
+   - Harvest CSV and Harvest expense CSV (`Approved?` only) and Toggl: neither;
 2. approval feeds: `landing/<entity>/approvals/*.csv` with columns `source_system, source_id,
    status, approved_by, approved_at` (an approval log exported from the PM tool or an approval
-   workflow). Per (source_system, source_id) the latest row (by `approved_at`, then file name and
+   workflow). An expense is named like a time entry, by the source system and source id it has
+   on the ledger (`harvest_expense_csv`, or `harvest_api_expense` for a Harvest API expense, whose
+   ids are a separate id space from the account's time entries). Per (source_system, source_id) the latest row (by `approved_at`, then file name and
    row; the time of a withdrawal is its `approved_at` column too) wins: `status: approved` approves the item (and names the approver), `unapproved` or
    `rejected` withdraws the approval. A feed row overrides what the source row says.
 
@@ -118,12 +121,19 @@ def feed_folders(landing: Path, entities: list[str]) -> list[Path]:
     return [Path(landing) / e / "approvals" for e in entities]
 
 
+def harvest_approved_expr(record: pl.Expr) -> pl.Expr:
+    """Whether a Harvest v2 object (its JSON text) is approved: `approval_status` is `approved`; an
+    expense of an account without approvals has no `approval_status`, and then `is_closed: true`
+    (approved or closed) counts. Null when the object says neither."""
+    status = record.str.json_path_match("$.approval_status")
+    closed = record.str.json_path_match("$.is_closed")
+    return pl.when(status.is_not_null()).then(status == "approved").otherwise(closed == "true")
+
+
 def from_source(raw: pl.DataFrame) -> pl.DataFrame:
     """(source_file, source_row) -> approved_by, approved_at as the source rows give them."""
     record = pl.col("source_record")
-    harvest_approved = (pl.col("source_system") == "harvest_api") & (
-        record.str.json_path_match("$.approval_status") == "approved"
-    )
+    harvest_approved = (pl.col("source_system") == "harvest_api") & harvest_approved_expr(record)
     canonical = pl.col("source_system").is_in(["canonical_csv", "canonical_json"])
     return raw.select(
         "source_file",

@@ -8,7 +8,10 @@ currency parsing, fuzzy-matched client spellings), then:
 - billing status: "internal" when the project is not billable; "non_billable" when the source
   says so (or, when it is silent, the category is not billable by default); "held_unapproved"
   when billable, approval is required (client setting, else the deployment's) and the expense is
-  not approved; else "billable". Only "billable" expenses are re-invoiced; held ones are kept,
+  not approved; "held_no_approver" when approved but an approver's name is required and none is
+  known; else "billable". Approvals are applied as for time entries (core.approvals: the
+  source row, the approval feed, `approval.require_approver`), with `approved_by` and
+  `approved_at` kept on the row and carried onto the billed lines. Only "billable" expenses are re-invoiced; held ones are kept,
   counted and billed by a later run once approved.
 - amounts in integer minor units of the client's billing currency, in this order: the source's
   total rounded to its own currency's minor unit (`original_minor`); converted to the billing
@@ -44,6 +47,7 @@ import polars as pl
 
 from pm_accounting_pipeline.config.schema import MappingDocument
 from pm_accounting_pipeline.contracts.layers import QUARANTINE_REASONS, polars_schema
+from pm_accounting_pipeline.core.approvals import apply_approvals
 from pm_accounting_pipeline.core.clean import (
     _blank_to_null,
     _client_names,
@@ -134,8 +138,16 @@ def _category_frame(mapping: MappingDocument) -> pl.DataFrame:
     ).with_columns(cat_key=normalise_name("cat_name"))
 
 
-def stage_expenses(raw: pl.DataFrame, mapping: MappingDocument, provider: RateProvider) -> ExpenseResult:
-    """Turn `raw.expenses` rows into `staging.expenses` and `staging.quarantine` rows."""
+def stage_expenses(
+    raw: pl.DataFrame,
+    mapping: MappingDocument,
+    provider: RateProvider,
+    approvals: pl.DataFrame | None = None,
+) -> ExpenseResult:
+    """Turn `raw.expenses` rows into `staging.expenses` and `staging.quarantine` rows.
+
+    `approvals` is the approval feed (core.approvals.read_feed) that may approve, name the
+    approver of, or withdraw the approval of an expense, like a time entry."""
     raw_schema = polars_schema(RAW_TABLE)
     missing = [c for c in raw_schema if c not in raw.columns]
     if missing:
@@ -234,7 +246,10 @@ def stage_expenses(raw: pl.DataFrame, mapping: MappingDocument, provider: RatePr
         billing_status=status,
         is_billable=pl.col("project_billable") & source_billable,
         is_approved=approved,
+        approved_by=pl.lit(None, dtype=pl.String),
+        approved_at=pl.lit(None, dtype=pl.Datetime("us", "UTC")),
     )
+    good = _with_approvals(good, raw, approvals, mapping)
     billed = pl.col("billing_status") == "billable"
     markup = div_round_expr(pl.col("expense_minor") * pl.col("_markup_e4"), pl.lit(1_000_000), mode)
     good = good.with_columns(markup_minor=pl.when(billed).then(markup).otherwise(0).cast(pl.Int64))
@@ -272,6 +287,21 @@ def stage_expenses(raw: pl.DataFrame, mapping: MappingDocument, provider: RatePr
     staged, fx_quarantine = _with_fx(good, mapping, provider)
     quarantine = pl.concat([_quarantine_rows(bad), no_rate, fx_quarantine], how="vertical")
     return ExpenseResult(expenses=staged, quarantine=quarantine)
+
+
+def _with_approvals(
+    good: pl.DataFrame, raw: pl.DataFrame, feed: pl.DataFrame | None, mapping: MappingDocument
+) -> pl.DataFrame:
+    """Who approved each expense and when, and the billing status decided again, exactly as for
+    time entries (core.approvals.apply_approvals: the source row, then the approval feed, then
+    `approval.require_approver` holding approved billable expenses without an approver as
+    `held_no_approver`). The feed names an expense by its ledger source system
+    (`harvest_api_expense` for the API's expenses)."""
+    items = good.with_columns(
+        _raw_system=pl.col("source_system"), source_system=ledger_source_system(pl.col("source_system"))
+    )
+    out = apply_approvals(items, raw, feed, mapping)
+    return out.with_columns(source_system=pl.col("_raw_system")).drop("_raw_system")
 
 
 def _in_billing_currency(
@@ -576,7 +606,8 @@ def as_rated(staged: pl.DataFrame) -> pl.DataFrame:
         "currency",
         pl.lit(None, dtype=pl.Decimal(18, 4)).alias("source_bill_rate"),
         pl.lit(None, dtype=pl.Decimal(18, 4)).alias("source_cost_rate"),
-        pl.lit(None, dtype=pl.String).alias("approved_by"),
+        "approved_by",
+        "approved_at",
         "rule_version",
         one.alias("billed_hours"),
         minor_to_decimal_expr(pl.col("recharge_minor"), digits, 4).alias("bill_rate"),

@@ -1013,8 +1013,8 @@ def write_harvest_csvs_with_manifest(
 def write_approvals(
     ds: DemoDataset, csv_paths: list[Path] | tuple[Path, ...], landing_dir: Path
 ) -> list[Path]:
-    """The approval log of the demo's approved entries, as the PM tool would export it:
-    `<landing_dir>/<entity>/approvals/approvals-<file>.csv` per time CSV (source_system, source_id,
+    """The approval log of the demo's approved entries and expenses, as the PM tool would export it:
+    `<landing_dir>/<entity>/approvals/approvals-<file>.csv` per time or expense CSV (source_system, source_id,
     status, approved_by, approved_at; core/approvals.py). The entity's manager approves each week's
     entries on the following Monday at 09:00 UTC. Source ids are the ones extraction derives, so
     the CSVs are parsed back."""
@@ -1034,11 +1034,13 @@ def write_approvals(
     for path in csv_paths:
         entity = path.parent.name
         parsed = parse_file(path, entity, mapping, extracted_at=datetime(2000, 1, 1, tzinfo=UTC))
+        # Time exports are dated by work date, expense exports by spent date.
+        day = pl.col("work_date" if "work_date" in parsed.rows.columns else "spent_date")
         approved = parsed.rows.filter(
             pl.col("approved_raw").str.strip_chars().str.to_lowercase().is_in(["yes", "true", "approved"])
-            & pl.col("work_date").is_not_null()
+            & day.is_not_null()
         )
-        monday = pl.col("work_date") + pl.duration(days=8 - pl.col("work_date").dt.weekday())
+        monday = day + pl.duration(days=8 - day.dt.weekday())
         feed = approved.unique(["source_system", "source_id"], keep="first", maintain_order=True).select(
             "source_system",
             "source_id",

@@ -289,9 +289,12 @@ def test_api_and_csv_give_the_same_canonical_rows() -> None:
     c = stage_expenses(from_csv.rows, m, PROVIDER).expenses
     StagedExpense.validate(a)
     lineage = ["expense_item_id", "source_system", "source_id", "source_file", "source_row", "extracted_at"]
-    # The API names the person by id; the export by name only.
-    assert a.drop(*lineage, "person_id").to_dicts() == c.drop(*lineage, "person_id").to_dicts()
-    assert a["person_id"].to_list() == ["501"]
+    # The API names the person by id; the export by name only. The API's closed expense is
+    # approved by its account (core/approvals.py); the export's `Approved?` names no approver.
+    approval = ["person_id", "approved_by", "approved_at"]
+    assert a.drop(*lineage, *approval).to_dicts() == c.drop(*lineage, *approval).to_dicts()
+    assert a.select(approval).rows() == [("501", "harvest:123", None)]
+    assert c.select("approved_by", "approved_at").rows() == [(None, None)]
 
 
 # --- staging: mapping, approval, markup, rounding -------------------------------------------------
@@ -800,3 +803,108 @@ def test_a_currency_without_any_rate_is_quarantined_with_the_pair_and_date() -> 
     (q,) = res.quarantine.select("reason", "detail", "layer").rows()
     assert q[0] == "missing_fx_rate" and q[2] == "expenses"
     assert "VES->USD" in q[1] and "2026-03-02" in q[1]
+
+
+# --- approvals ----------------------------------------------------------------------------------
+
+
+def _feed(tmp_path: Path, rows: list[str]) -> pl.DataFrame:
+    from pm_accounting_pipeline.core.approvals import read_feed
+
+    folder = tmp_path / "landing" / "us" / "approvals"
+    folder.mkdir(parents=True)
+    (folder / "log.csv").write_text(
+        "\n".join(["source_system,source_id,status,approved_by,approved_at", *rows]) + "\n", encoding="utf-8"
+    )
+    return read_feed([folder])
+
+
+def _stage_with(rows: list[str], feed: pl.DataFrame | None, m: MappingDocument | None = None):
+    m = m or mapping()
+    parsed = parse(csv_bytes(rows), "us", m)
+    return stage_expenses(parsed.rows, m, PROVIDER, feed)
+
+
+def test_the_approval_feed_approves_an_expense_and_the_billed_lines_name_the_approver(tmp_path: Path) -> None:
+    rows = [row(amount="100.00"), row(notes="Hotel", amount="50.00", approved="No")]
+    before = _stage_with(rows, None)
+    assert sorted(before.expenses["billing_status"]) == ["billable", "held_unapproved"]
+    ids = dict(before.expenses.select("notes", "source_id").rows())
+    feed = _feed(
+        tmp_path,
+        [
+            f"harvest_expense_csv,{ids['Hotel']},approved,Grace Hopper,2026-03-09T09:00:00Z",
+            f"harvest_expense_csv,{ids['Train']},approved,Alan Kay,2026-03-10T08:30:00+01:00",
+        ],
+    )
+    res = _stage_with(rows, feed)
+    StagedExpense.validate(res.expenses)
+    got = {r["notes"]: r for r in res.expenses.iter_rows(named=True)}
+    assert got["Hotel"]["billing_status"] == "billable" and got["Hotel"]["is_approved"]
+    assert (got["Hotel"]["approved_by"], got["Hotel"]["approved_at"]) == (
+        "Grace Hopper",
+        datetime(2026, 3, 9, 9, 0, tzinfo=UTC),
+    )
+    assert got["Train"]["approved_at"] == datetime(2026, 3, 10, 7, 30, tzinfo=UTC)
+    assert got["Hotel"]["recharge_minor"] == 5500
+    m = mapping()
+    batch = build_invoices(
+        with_expenses(_empty_fx(), res.expenses), m, "us", date(2026, 3, 1), date(2026, 3, 31)
+    )
+    assert batch.invoice_lines.select("amount_minor", "approved_by", "approved_at").rows() == [
+        (16500, "Alan Kay; Grace Hopper", datetime(2026, 3, 10, 7, 30, tzinfo=UTC))
+    ]
+    billed = _bill(m, res.expenses, date(2026, 3, 1))
+    line = billed.state.lines.filter(pl.col("description").str.contains("Expenses: ")).row(0, named=True)
+    assert (line["amount_minor"], line["approved_by"]) == (16500, "Alan Kay; Grace Hopper")
+    assert sorted(billed.state.sources.drop_nulls("approved_by")["approved_by"]) == [
+        "Alan Kay",
+        "Grace Hopper",
+    ]
+
+
+def test_require_approver_holds_approved_expenses_until_the_feed_names_one(tmp_path: Path) -> None:
+    data = mapping_data()
+    data["approval"] = {"require_approval": True, "require_approver": True}
+    m = parse_mapping(data)
+    rows = [row(amount="100.00"), row(notes="Hotel", amount="50.00")]
+    held = _stage_with(rows, None, m)
+    # Approved in the export (`Approved?: Yes`) but nobody is named: held, visible, not recharged.
+    assert held.expenses.select("billing_status", "recharge_minor").rows() == [("held_no_approver", 0)] * 2
+    assert (
+        build_expense_accruals(held.expenses, m)
+        .lines.filter(pl.col("entry_type") == "expense_recharge_accrual")
+        .is_empty()
+    )
+    hotel = held.expenses.filter(pl.col("notes") == "Hotel")["source_id"][0]
+    res = _stage_with(
+        rows, _feed(tmp_path, [f"harvest_expense_csv,{hotel},approved,Grace Hopper,2026-03-09"]), m
+    )
+    assert sorted(res.expenses.select("notes", "billing_status", "recharge_minor").rows()) == [
+        ("Hotel", "billable", 5500),
+        ("Train", "held_no_approver", 0),
+    ]
+
+
+def test_a_feed_row_names_an_api_expense_by_harvest_api_expense_not_by_a_time_entry_id(
+    tmp_path: Path,
+) -> None:
+    m = mapping()
+    texts = canonical_records([_api_expense(updated_at="2026-03-06T10:00:00Z")])
+    raw = expenses_to_raw(texts, "us", "123", "b", AT).rows
+    approved = stage_expenses(raw, m, PROVIDER).expenses.row(0, named=True)
+    # Approved in Harvest: the account approved it when the object was last updated.
+    assert (approved["billing_status"], approved["approved_by"], approved["approved_at"]) == (
+        "billable",
+        "harvest:123",
+        datetime(2026, 3, 6, 10, 0, tzinfo=UTC),
+    )
+    # A time entry of the same id withdrawn in the feed does not touch the expense ...
+    feed = _feed(tmp_path, ["harvest_api,900000777,rejected,,2026-03-07T00:00:00Z"])
+    assert stage_expenses(raw, m, PROVIDER, feed).expenses["billing_status"].to_list() == ["billable"]
+    # ... the expense's own row does.
+    (tmp_path / "landing" / "us" / "approvals" / "log.csv").unlink()
+    (tmp_path / "landing" / "us" / "approvals").rmdir()
+    feed = _feed(tmp_path, ["harvest_api_expense,900000777,rejected,,2026-03-07T00:00:00Z"])
+    res = stage_expenses(raw, m, PROVIDER, feed).expenses.row(0, named=True)
+    assert (res["billing_status"], res["is_approved"], res["approved_by"]) == ("held_unapproved", False, None)

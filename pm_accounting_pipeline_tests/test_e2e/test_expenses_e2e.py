@@ -34,6 +34,7 @@ STRPTIME = {
 def env(tmp_path_factory: pytest.TempPathFactory):
     from pm_accounting_pipeline.config.schema import load_mapping
     from pm_accounting_pipeline.demo.expenses import write_expense_csvs
+    from pm_accounting_pipeline.demo.generator import write_approvals
     from pm_accounting_pipeline.extract.landing import land_files
     from pm_accounting_pipeline.lib.runner import run_range
 
@@ -41,6 +42,9 @@ def env(tmp_path_factory: pytest.TempPathFactory):
     demo = make_demo_env(root)
     mapping = load_mapping(demo.config)
     files = write_expense_csvs(demo.dataset, root / "expense-exports", demo.demo_config)
+    # The demo's approval log covers the approved expenses too (as `pm-accounting demo` writes it).
+    logs = write_approvals(demo.dataset, files, demo.data_dir / "landing")
+    assert {p.parent.parent.name for p in logs} == {p.parent.name for p in files}
     for entity in mapping.entity_ids:
         results = land_files([p for p in files if p.parent.name == entity], entity, demo.data_dir, mapping)
         assert all(r.format == "harvest_expense_csv" and r.error is None for r in results)
@@ -176,3 +180,24 @@ def test_project_profitability_includes_expense_cost_and_recharge(env) -> None:
     )
     assert view == ledger
     assert all(r > 0 and c > 0 for r, c in view.values())
+
+
+def test_demo_approval_log_names_who_approved_every_billed_expense_and_when(env) -> None:
+    _, _, con = env
+    rows = con.sql(
+        "select billing_status, approved_by is not null, approved_at is not null, count(*) "
+        "from staging.expenses group by all order by all"
+    ).fetchall()
+    statuses = {(s, by, at) for s, by, at, _ in rows}
+    # Approved demo expenses are named in the log (the entity's manager, the Monday after).
+    assert ("billable", True, True) in statuses and ("billable", False, False) not in statuses
+    assert not [r for r in statuses if r[0] == "held_unapproved" and r[1]]
+    mondays = con.sql(
+        "select distinct dayofweek(approved_at), hour(approved_at) from staging.expenses "
+        "where approved_at is not null"
+    ).fetchall()
+    assert mondays == [(1, 9)]
+    billed = con.sql(
+        "select count(*), count(approved_by) from ledger.invoice_lines where task_name like 'Expenses: %'"
+    ).fetchone()
+    assert billed[0] > 0 and billed[0] == billed[1]

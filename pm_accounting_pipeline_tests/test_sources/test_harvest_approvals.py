@@ -19,7 +19,8 @@ def test_sync_records_when_it_first_sees_an_entry_approved(sandbox, make_client,
     client = make_client()
     sync_account(client, US, sync_config, clock=_clock())
     feed_path = approvals_feed_path(sync_config, US)
-    first = pl.read_csv(feed_path, infer_schema=False)
+    feed = pl.read_csv(feed_path, infer_schema=False)
+    first = feed.filter(pl.col("source_system") == "harvest_api")
     approved = {
         str(o["id"]): o["updated_at"]
         for o in sandbox.objects("time_entries")
@@ -35,7 +36,7 @@ def test_sync_records_when_it_first_sees_an_entry_approved(sandbox, make_client,
     sandbox.edit("time_entries", already["id"], {"notes": "Marked after approval"})
     sync_account(client, US, sync_config, clock=_clock(NOW + timedelta(hours=1)))
     second = pl.read_csv(feed_path, infer_schema=False)
-    added = second.slice(first.height)
+    added = second.slice(feed.height)
     now_late = next(o for o in sandbox.objects("time_entries") if o["id"] == late["id"])
     # only the newly approved entry is added, at the time of its approved version; the edited
     # entry keeps the time it was first seen approved
@@ -44,3 +45,26 @@ def test_sync_records_when_it_first_sees_an_entry_approved(sandbox, make_client,
     ]
     edited = next(o for o in sandbox.objects("time_entries") if o["id"] == already["id"])
     assert edited["updated_at"] != approved[str(already["id"])]
+
+
+def test_sync_records_when_it_first_sees_an_expense_approved(sandbox, make_client, sync_config):
+    client = make_client()
+    sync_account(client, US, sync_config, clock=_clock())
+    feed_path = approvals_feed_path(sync_config, US)
+    feed = pl.read_csv(feed_path, infer_schema=False)
+    # Expenses are named harvest_api_expense: their ids are not the account's time-entry ids.
+    first = feed.filter(pl.col("source_system") == "harvest_api_expense")
+    expenses = sorted(sandbox.objects("expenses"), key=lambda o: o["id"])
+    approved = {str(o["id"]): o["updated_at"] for o in expenses if o["approval_status"] == "approved"}
+    assert approved
+    assert dict(first.select("source_id", "approved_at").iter_rows()) == approved
+    assert set(first["approved_by"]) == {f"harvest:{US.account_id}"}
+
+    late = next(e for e in expenses if e["approval_status"] != "approved")
+    sandbox.edit("expenses", late["id"], {"approval_status": "approved"})
+    sync_account(client, US, sync_config, clock=_clock(NOW + timedelta(hours=1)))
+    added = pl.read_csv(feed_path, infer_schema=False).slice(feed.height)
+    now_late = next(o for o in sandbox.objects("expenses") if o["id"] == late["id"])
+    assert added.select("source_system", "source_id", "status", "approved_at").rows() == [
+        ("harvest_api_expense", str(late["id"]), "approved", now_late["updated_at"])
+    ]

@@ -5,11 +5,13 @@ accrual entries. The Harvest API raw asset writes its expenses to the same `raw.
 """
 
 from datetime import date
+from pathlib import Path
 
 import dagster as dg
 import polars as pl
 
 from pm_accounting_pipeline.contracts.expenses import RawExpense, StagedExpense
+from pm_accounting_pipeline.core.approvals import feed_folders, read_feed
 from pm_accounting_pipeline.core.entities import rerouted, rows_by_rule
 from pm_accounting_pipeline.core.expenses import build_expense_accruals, stage_expenses
 from pm_accounting_pipeline.core.fx_providers import provider_for
@@ -109,7 +111,8 @@ def build_expense_assets(parts: PipelinePartitions) -> list[dg.AssetsDefinition]
         context: dg.AssetExecutionContext, pipeline: PipelineResource
     ) -> dg.MaterializeResult:
         """Staged expenses: client and project mapped like time entries, category -> invoice item,
-        billable vs non-billable, unapproved billable expenses held (kept, not billed), markup from
+        billable vs non-billable, approvals applied like time (source row, approval feed,
+        approver policy), unapproved billable expenses held (kept, not billed), markup from
         the mapping document's `expenses` section, amounts in minor units of the transaction,
         functional and reporting currency (same rate providers as time). Bad rows go to
         staging.quarantine with a reason."""
@@ -117,7 +120,9 @@ def build_expense_assets(parts: PipelinePartitions) -> list[dg.AssetsDefinition]
         lake = pipeline.lake()
         wanted = context_partitions(context)
         raw = lake.read("raw.expenses", wanted)
-        res = stage_expenses(raw, mapping, provider_for(mapping, pipeline.paths.data_dir))
+        # Approvals: the source rows' approver and time, overridden by landing/<entity>/approvals/*.csv.
+        feed = read_feed(feed_folders(Path(pipeline.paths.data_dir) / "landing", list(mapping.entity_ids)))
+        res = stage_expenses(raw, mapping, provider_for(mapping, pipeline.paths.data_dir), feed)
         lake.write_partitions("staging.expenses", res.expenses, wanted, "expenses", pl.col("spent_date"))
         lake.write_partitions(
             "staging.quarantine", res.quarantine, wanted, "expenses", pl.col("partition_date")

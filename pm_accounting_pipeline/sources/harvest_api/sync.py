@@ -34,6 +34,7 @@ from typing import Any
 import polars as pl
 
 from pm_accounting_pipeline.contracts.layers import empty_frame
+from pm_accounting_pipeline.core.approvals import harvest_approved_expr
 from pm_accounting_pipeline.sources.harvest_api.client import HarvestClient
 from pm_accounting_pipeline.sources.harvest_api.to_raw import (
     RawBatch,
@@ -350,20 +351,28 @@ def approvals_feed_path(config: SyncConfig, account: AccountSpec) -> Path:
 
 
 def record_approvals(
-    config: SyncConfig, account: AccountSpec, store: pl.DataFrame, fresh: pl.DataFrame
+    config: SyncConfig,
+    account: AccountSpec,
+    store: pl.DataFrame,
+    fresh: pl.DataFrame,
+    resource: str = "time_entries",
 ) -> int:
-    """Append the approval transitions of new or changed time entries to the account's approval
-    feed: `approved` when a version is approved and the stored one was not (approved_at = that
-    version's `updated_at`), `unapproved` when an approved entry is no longer. Returns the rows added."""
+    """Append the approval transitions of new or changed time entries (or expenses) to the
+    account's approval feed: `approved` when a version is approved and the stored one was not
+    (approved_at = that version's `updated_at`), `unapproved` when an approved one is no longer.
+    Expenses are named `harvest_api_expense` (their ids are not time-entry ids) and read as
+    approved by `approval_status`, else `is_closed` (core.approvals.harvest_approved_expr).
+    Returns the rows added."""
     if fresh.height == 0:
         return 0
-    status = pl.col("record").str.json_path_match("$.approval_status")
-    old = store.select("source_id", status.alias("_old_status"))
-    t = fresh.join(old, on="source_id", how="left").with_columns(_status=status)
-    approved_now = (pl.col("_status") == "approved") & (pl.col("_old_status").fill_null("") != "approved")
-    withdrawn = (pl.col("_status").fill_null("") != "approved") & (pl.col("_old_status") == "approved")
+    approved = harvest_approved_expr(pl.col("record")).fill_null(False)
+    system = SOURCE_SYSTEM_API if resource == "time_entries" else f"{SOURCE_SYSTEM_API}_expense"
+    old = store.select("source_id", approved.alias("_old"))
+    t = fresh.join(old, on="source_id", how="left").with_columns(_new=approved)
+    approved_now = pl.col("_new") & ~pl.col("_old").fill_null(False)
+    withdrawn = ~pl.col("_new") & pl.col("_old").fill_null(False)
     rows = t.filter(approved_now | withdrawn).select(
-        pl.lit(SOURCE_SYSTEM_API).alias("source_system"),
+        pl.lit(system).alias("source_system"),
         "source_id",
         pl.when(approved_now).then(pl.lit("approved")).otherwise(pl.lit("unapproved")).alias("status"),
         pl.when(approved_now).then(pl.lit(f"harvest:{account.account_id}")).alias("approved_by"),
@@ -464,8 +473,8 @@ def _sync_resource(
     )
 
     tracked = fresh_sorted.filter(pl.col("source_id").is_not_null())
-    if resource == "time_entries":
-        record_approvals(config, account, store, tracked)
+    if resource in ("time_entries", "expenses"):
+        record_approvals(config, account, store, tracked, resource)
     upserts = tracked.select(
         "source_id",
         "entity",
