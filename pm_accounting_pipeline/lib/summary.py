@@ -123,7 +123,7 @@ def expense_figures(con: object, start: date, end: date, entities: list[str]) ->
         s AS (
             SELECT entity, count(*) AS n,
                    count(*) FILTER (WHERE billing_status = 'billable') AS billable,
-                   count(*) FILTER (WHERE billing_status = 'held_unapproved') AS held,
+                   count(*) FILTER (WHERE billing_status IN ('held_unapproved', 'held_no_approver')) AS held,
                    count(*) FILTER (WHERE billing_status IN ('non_billable', 'internal')) AS cost_only
             FROM staging.expenses WHERE {w_spent} GROUP BY 1
         ),
