@@ -22,8 +22,9 @@ from pm_accounting_pipeline.lib.lake import Lake
 from pm_accounting_pipeline_tests.test_sources.harvest_dataset import TOKEN, US_ACCOUNT
 
 
-def _mapping(tmp_path: Path, expenses: list[dict]) -> str:
-    """Every client and project the sandbox's expenses name, mapped to the us entity."""
+def _mapping(tmp_path: Path, expenses: list[dict], uk_clients: frozenset[str] = frozenset()) -> str:
+    """Every client and project the sandbox's expenses name, mapped to the us entity (those in
+    `uk_clients` to uk)."""
     clients = {o["client"]["name"]: o["client"]["currency"] for o in expenses}
     projects = {(o["client"]["name"], o["project"]["name"], o["project"]["code"]) for o in expenses}
     doc = {
@@ -39,7 +40,7 @@ def _mapping(tmp_path: Path, expenses: list[dict]) -> str:
             {"id": "uk", "name": "Acme UK Ltd", "functional_currency": "GBP"},
         ],
         "clients": [
-            {"name": n, "customer_ref": f"C-{i}", "entity": "us", "currency": c}
+            {"name": n, "customer_ref": f"C-{i}", "entity": "uk" if n in uk_clients else "us", "currency": c}
             for i, (n, c) in enumerate(sorted(clients.items()))
         ],
         "projects": [
@@ -128,3 +129,53 @@ def test_api_expenses_are_staged_and_accrued_and_a_deleted_one_leaves_the_day(
         Path(harvest.data_dir) / "lake/raw/harvest_api_tombstones/us" / f"{day}.harvest_api.parquet"
     )
     assert (str(gone["id"]), "expenses") in tombs.select("source_id", "resource").rows()
+
+
+def test_an_api_expense_of_the_us_account_for_a_uk_client_goes_to_uk_once(sandbox, tmp_path: Path) -> None:
+    expenses = sandbox.objects("expenses")
+    by_day: dict[str, list[dict]] = {}
+    for o in expenses:
+        by_day.setdefault(o["spent_date"], []).append(o)
+    # A day with expenses of at least two clients: one of them is billed by uk.
+    day, of_day = next(
+        (d, objs) for d, objs in sorted(by_day.items()) if len({o["client"]["name"] for o in objs}) >= 2
+    )
+    uk_client = sorted({o["client"]["name"] for o in of_day})[0]
+    config = _mapping(tmp_path, expenses, frozenset({uk_client}))
+    mapping = load_mapping(config)
+    harvest = HarvestApiResource(
+        token=TOKEN,
+        accounts={US_ACCOUNT: "us"},
+        data_dir=str(tmp_path / "data"),
+        base_url=sandbox.url,
+        per_page=50,
+        retry_wait_initial_s=0.005,
+        retry_wait_max_s=0.02,
+    )
+    raw_asset = build_harvest_api_assets(build_partitions(mapping).daily)[0]
+    resources = {
+        "pipeline": PipelineResource(data_dir=harvest.data_dir, config_path=config),
+        "harvest": harvest,
+    }
+    lake = Lake(Path(harvest.data_dir) / "lake")
+    harvest.sync()
+    with dg.instance_for_test() as instance:
+        result = dg.materialize(
+            [raw_asset], partition_key=f"{day}|us", resources=resources, instance=instance
+        )
+        (check,) = [
+            c for c in result.get_asset_check_evaluations() if c.check_name == "expenses_accounted_for"
+        ]
+        assert check.passed
+        assert {k: check.metadata[k].value for k in ("rows_read", "written", "other_partitions")} == {
+            "rows_read": len(of_day),
+            "written": sum(o["client"]["name"] != uk_client for o in of_day),
+            "other_partitions": sum(o["client"]["name"] == uk_client for o in of_day),
+        }
+        dg.materialize([raw_asset], partition_key=f"{day}|uk", resources=resources, instance=instance)
+    us = lake.read("raw.expenses", [("us", day)], writer="harvest_api")
+    uk = lake.read("raw.expenses", [("uk", day)], writer="harvest_api")
+    expected_uk = sorted(str(o["id"]) for o in of_day if o["client"]["name"] == uk_client)
+    assert sorted(uk["source_id"]) == expected_uk
+    assert set(uk.select("entity", "entity_rule", "landing_entity").rows()) == {("uk", "client", "us")}
+    assert sorted(us["source_id"]) == sorted(str(o["id"]) for o in of_day if o["client"]["name"] != uk_client)
