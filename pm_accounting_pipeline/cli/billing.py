@@ -183,25 +183,33 @@ def billing_run(
         typer.Option("--client", help="Bill this on-demand client (customer_ref) now; needs --through."),
     ] = None,
     through: Annotated[
-        str | None, typer.Option("--through", help="With --client: bill its unbilled work up to this date.")
+        str | None,
+        typer.Option(
+            "--through",
+            help="Bill as of this date (YYYY-MM-DD): only documents issued on or before it. With "
+            "--client: bill the client's unbilled work up to this date.",
+        ),
     ] = None,
     by: Annotated[str | None, typer.Option("--by", help="With --client: who asks.")] = None,
 ) -> None:
-    """Issue the month's billing documents from the lake (after `pm-accounting run` billed the month),
-    or, with --client and --through, record an on-demand billing request and issue it."""
+    """Issue the month's billing documents from the lake (after `pm-accounting run` billed the month);
+    with --through, as of that date (weekly periods that have ended, requests, retainers and credits
+    dated up to it); with --client and --through, record an on-demand billing request and issue it."""
     from pm_accounting_pipeline.core.fx import EcbOfflineProvider
     from pm_accounting_pipeline.lib.billing import IncompletePeriodError, record_request, run_partition
 
     mapping = _mapping()
-    if client is not None or through is not None:
-        if client is None or through is None or month is not None:
-            err.print("[red]an on-demand run needs --client and --through (and no --month)[/red]")
-            raise typer.Exit(2)
+    through_date: date | None = None
+    if through is not None:
         try:
             through_date = date.fromisoformat(through)
         except ValueError:
             err.print(f"[red]--through {through!r} is not an ISO date (YYYY-MM-DD)[/red]")
             raise typer.Exit(2) from None
+    if client is not None:
+        if through_date is None or month is not None:
+            err.print("[red]an on-demand run needs --client and --through (and no --month)[/red]")
+            raise typer.Exit(2)
         try:
             ent_id, rid, new = record_request(settings.data_dir(), mapping, client, through_date, by)
         except ValueError as exc:
@@ -209,10 +217,15 @@ def billing_run(
             raise typer.Exit(2) from None
         console.print(f"request {rid} {'recorded' if new else 'already recorded'} for {ent_id}")
         month, entity = f"{through_date:%Y-%m}", [ent_id]
+    if month is None and through_date is not None:
+        month = f"{through_date:%Y-%m}"
     if month is None:
         err.print("[red]give --month YYYY-MM, or --client REF --through YYYY-MM-DD[/red]")
         raise typer.Exit(2)
     first = _month(month)
+    if through_date is not None and through_date.replace(day=1) != first:
+        err.print(f"[red]--through {through_date} is not a day of --month {first:%Y-%m}[/red]")
+        raise typer.Exit(2)
     entities = entity or mapping.entity_ids
     unknown = sorted(set(entities) - set(mapping.entity_ids))
     if unknown:
@@ -224,17 +237,22 @@ def billing_run(
     failed = False
     for ent in entities:
         try:
-            run = run_partition(_lake(), settings.data_dir(), mapping, ent, first, provider)
+            run = run_partition(_lake(), settings.data_dir(), mapping, ent, first, provider, through_date)
         except IncompletePeriodError as exc:
             err.print(f"[red]{exc}[/red]")
             if client is not None:
-                err.print(f"the request stays recorded and is issued by the {first:%Y-%m} billing run")
+                err.print(
+                    f"the request stays recorded and is issued by the {first:%Y-%m} billing run "
+                    f"(or a run through {through_date} or later)"
+                )
             failed = True
             continue
         docs = run.result.state.documents
+        as_of = f", as of {through_date}" if through_date is not None else ""
         console.print(
             f"{ent} {first:%Y-%m}: {run.result.new_documents} new document(s), {docs.height} in the month, "
             f"{run.result.ledger.entries.height} billing entr{'y' if run.result.ledger.entries.height == 1 else 'ies'}"
+            f"{as_of}"
         )
         if docs.height:
             console.print(

@@ -1,10 +1,13 @@
 """Billing runs against the Parquet lake: read what one (entity, month) needs, bill it, write it.
 
-Used by the Dagster billing asset and by `pm-accounting billing run`. A month is billed only when
-every day of it has been materialised (a billing document, once issued, never changes, so issuing
-from half a month would freeze half an invoice). The partition's own earlier output is read back
-and kept: a re-run issues only what is new (late work, corrections, new requests) and rewrites
-exactly the same files when nothing changed.
+Used by the Dagster billing asset and jobs and by `pm-accounting billing run`. A month is billed
+only when every day of it has been materialised (a billing document, once issued, never changes, so
+issuing from half a month would freeze half an invoice). Billing as of a date (`through` inside the
+month) issues the documents whose issue date is on or before it (weekly periods that have ended,
+on-demand requests, retainer invoices and credits dated up to it) and needs only the days up to it.
+The partition's own earlier output is read back and kept: a later run (another through date, the
+month close, a re-run) issues only what is new and rewrites exactly the same files when nothing
+changed.
 
 Files written (writer "billing", partition key = first day of the month): the billing tables of
 `contracts/billing.py`, the journal (`ledger.journal_entries`, `journal_lines`, `line_sources`),
@@ -40,7 +43,7 @@ MARKER_TABLE = "ledger.billing_documents"
 
 
 class IncompletePeriodError(RuntimeError):
-    """Billing was asked for a month whose days are not all materialised."""
+    """Billing was asked for a month (or a month through a date) whose days are not all materialised."""
 
 
 @dataclass(frozen=True)
@@ -142,24 +145,30 @@ def run_partition(
     entity: str,
     month: date,
     provider: RateProvider,
+    through: date | None = None,
 ) -> PartitionRun:
-    """Bill one (entity, month) from the lake and write its partition; see the module docstring."""
+    """Bill one (entity, month) from the lake and write its partition; see the module docstring.
+    `through`: bill as of this date of the month (None or the month's last day: the month close)."""
     m0, m1 = month_bounds(month)
+    t = m1 if through is None else through
+    if not m0 <= t <= m1:
+        raise ValueError(f"through {t} is not a day of {m0:%Y-%m}")
     missing = [
         d
-        for d in days_of(m0, m1)
+        for d in days_of(m0, t)
         if not lake.path("staging.fx_billables", entity, d.isoformat(), "fx").exists()
     ]
     if missing:
         shown = ", ".join(d.isoformat() for d in missing[:5])
+        upto = f" through {t}" if t < m1 else ""
         raise IncompletePeriodError(
-            f"billing {entity} {m0:%Y-%m} would freeze documents while {len(missing)} day(s) are not "
+            f"billing {entity} {m0:%Y-%m}{upto} would freeze documents while {len(missing)} day(s) are not "
             f"materialised ({shown}{', ...' if len(missing) > 5 else ''}); run the daily layers first"
         )
     done = billed_months(lake, entity) - {m0}
     prior = read_state(lake, entity, done)
     frozen = read_state(lake, entity, {m0}) if m0 in billed_months(lake, entity) else BillingState.empty()
-    days = [d for m in sorted(done | {m0}) for d in days_of(*month_bounds(m))]
+    days = [d for m in sorted(done | {m0}) for d in days_of(*month_bounds(m)) if m != m0 or d <= t]
     # Time and billable expenses (lib/expenses.py).
     fx = read_billables(lake, [(entity, d.isoformat()) for d in days])
     key = [(entity, m0.isoformat())]
@@ -184,6 +193,7 @@ def run_partition(
             credits=read_requests(landing / "credits", "credits"),
             refunds=read_requests(landing / "refunds", "refunds"),
             billing_requests=read_requests(landing / "billing_requests", "billing_requests"),
+            through=None if t == m1 else t,
         )
     )
     assert_balanced(result.ledger.lines)

@@ -146,9 +146,10 @@ class Books:
     def __post_init__(self) -> None:
         self.lake = Lake(self.root / "lake")
 
-    def load(self, raw_rows: list[dict[str, Any]], months: list[date]) -> None:
-        """Materialise every day of `months` from `raw_rows` (rows of other days are ignored)."""
-        days = [d for m in months for d in _days(m)]
+    def load(self, raw_rows: list[dict[str, Any]], months: list[date], through: date | None = None) -> None:
+        """Materialise every day of `months` (up to `through`) from `raw_rows` (rows of other days
+        are ignored)."""
+        days = [d for m in months for d in _days(m) if through is None or d <= through]
         rows = [r for r in raw_rows if r["work_date"] in days]
         daily = run_daily(make_raw(rows), self.mapping, PROVIDER)
         wanted = [(self.entity, d.isoformat()) for d in days]
@@ -182,8 +183,8 @@ class Books:
         self.lake.write_partitions("ledger.invoice_lines", batch.invoice_lines, wanted, "invoice", key)
         return batch
 
-    def bill(self, month: date) -> BillingResult:
-        return run_partition(self.lake, self.root, self.mapping, self.entity, month, PROVIDER).result
+    def bill(self, month: date, through: date | None = None) -> BillingResult:
+        return run_partition(self.lake, self.root, self.mapping, self.entity, month, PROVIDER, through).result
 
     def close(self, month: date) -> BillingResult:
         self.invoice(month)

@@ -17,7 +17,10 @@ of the invoice it credits, else the provider's rate on the issue date.
 When the document finalises an invoice of `ledger.invoices` (same id), its entry
 (`invoice_adjustment`) books target - the invoice entry already booked, line by line; a
 `ledger.invoices` invoice that billing does not issue (its work was billed elsewhere) is reversed.
-A plain invoice (no discount, retainer, correction or other rule) therefore books nothing.
+A plain invoice (no discount, retainer, correction or other rule) therefore books nothing. A
+weekly invoice issued by an interim run (billing as of a date, before `ledger/invoices` invoiced
+the month) books its whole entry as `invoice_adjustment` until the month's `ledger.invoices`
+invoice exists; from then on the same entry books only the difference, so nothing is booked twice.
 Other documents book their whole target: `invoice` (supplementary invoices), `retainer_invoice`,
 `credit_memo`. Corrections without a document line (`rate_frozen`) book `billing_correction`
 entries (Dr revenue / Cr unbilled at the accrued amounts), refunds `refund` entries (Dr receivable
@@ -138,8 +141,11 @@ def build_entries(
     entity: str,
     period_end: date,
     provider: RateProvider,
+    through: date | None = None,
 ) -> tuple[LedgerBatch, dict[str, tuple[int, int]]]:
-    """The billing journal of one partition and the receivable (functional, reporting) per document."""
+    """The billing journal of one partition and the receivable (functional, reporting) per document.
+    `through`: the run's last issue date (an interim run); `ledger.invoices` invoices dated after
+    it are not issued yet and keep their entry until a later run issues them."""
     mode = mapping.rounding.money_mode
     ent = mapping.entity(entity)
     fn_cur, rp_cur = ent.functional_currency, mapping.reporting_currency
@@ -239,7 +245,11 @@ def build_entries(
             d["document_type"]
         ]
         description = f"{what} {d['document_number']} to {ref} ({cur})" + (
-            ": billing rules applied to the invoice entry" if has_base else ""
+            ""
+            if not has_base
+            else ": billing rules applied to the invoice entry"
+            if d["base_invoice_id"] in bases
+            else ": the whole invoice entry (ledger/invoices has not invoiced the period yet)"
         )
         e = _Entry(entity, d["issue_date"], entry_type, cur, doc_id, description, {}, {})
         for job in per_job.get(doc_id, []):
@@ -294,7 +304,12 @@ def build_entries(
     currencies = (
         dict(base_invoices.select("invoice_id", "currency").iter_rows()) if base_invoices.height else {}
     )
+    issued_on = (
+        dict(base_invoices.select("invoice_id", "issue_date").iter_rows()) if base_invoices.height else {}
+    )
     for invoice_id, amounts in sorted(bases.items()):
+        if through is not None and issued_on.get(invoice_id, period_end) > through:
+            continue
         e = _Entry(
             entity,
             period_end,

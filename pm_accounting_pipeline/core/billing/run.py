@@ -23,6 +23,14 @@ month's own earlier run, which is kept unchanged), and returns the month's parti
 5. settlements: retainer drawdowns, each credit memo applied to the invoice it corrects (up to
    what is still open after payments), refunds (`refunds/*.csv`);
 6. the credits status of source entries, and the journal (`core.billing.entries`).
+
+Billing as of a date (`BillingInputs.through` before the month end, an interim run) issues only
+documents whose issue date is on or before it: invoice periods that have ended (weekly), requests,
+retainer occurrences, manual credits and refunds dated up to it; monthly invoices wait for the
+month end. Changes to billed work (step 2) wait for the month close. A weekly invoice issued before
+`ledger/invoices` invoiced the month records that invoice's id as `base_invoice_id` (the same id),
+so the close finalises it like any other. The month close (`through` None) is the run as it always
+was; what earlier runs issued is kept and numbered after (`_number`).
 """
 
 from __future__ import annotations
@@ -41,7 +49,13 @@ from pm_accounting_pipeline.core.billing.amounts import prorate, rate_e6
 from pm_accounting_pipeline.core.billing.cycles import assign_requests, cycle_of, month_periods, with_periods
 from pm_accounting_pipeline.core.billing.entries import build_entries, provider_fraction
 from pm_accounting_pipeline.core.billing.inputs import Requests
-from pm_accounting_pipeline.core.billing.register import ITEM_KEY, ITEM_SCHEMA, detect_changes, items_from_fx
+from pm_accounting_pipeline.core.billing.register import (
+    ITEM_KEY,
+    ITEM_SCHEMA,
+    Changes,
+    detect_changes,
+    items_from_fx,
+)
 from pm_accounting_pipeline.core.billing.state import BillingState
 from pm_accounting_pipeline.core.fx import RateProvider
 from pm_accounting_pipeline.core.ids import stable_id
@@ -69,6 +83,9 @@ class BillingInputs:
     credits: Requests | None = None
     refunds: Requests | None = None
     billing_requests: Requests | None = None
+    # Billing as of a date: issue only documents whose issue date is on or before `through`
+    # (None = the month close, `period_end`); see `bill_period`.
+    through: date | None = None
 
 
 @dataclass(frozen=True)
@@ -108,6 +125,13 @@ def bill_period(inp: BillingInputs) -> BillingResult:
     mode = mapping.rounding.money_mode
     ent = mapping.entity(entity)
     m0, m1 = inp.period_start, inp.period_end
+    # t: the last issue date of this run; an interim run (t before the month end) issues the
+    # periods that have ended, requests, retainers and credits dated up to t, and leaves changes to
+    # billed work (corrections, late work of billed months) to the month close.
+    t = m1 if inp.through is None else inp.through
+    if not m0 <= t <= m1:
+        raise ValueError(f"through {t} is outside the billed period {m0} .. {m1}")
+    interim = t < m1
     clients = {c.customer_ref: c for c in mapping.clients}
     known = inp.prior.concat(inp.frozen)
     existing = set(known.documents["document_id"].to_list())
@@ -119,6 +143,8 @@ def bill_period(inp: BillingInputs) -> BillingResult:
 
     current = items_from_fx(fx)
     changes = detect_changes(known.sources, current, m0, m1, digits, mode)
+    if interim:
+        changes = Changes(new=changes.new, changes=changes.changes.head(0))
     heads: dict[str, _Head] = {}
     assigned: list[pl.DataFrame] = []
     client_doc: dict[tuple[str, str], str] = {}
@@ -187,7 +213,7 @@ def bill_period(inp: BillingInputs) -> BillingResult:
         if r is not None and str(r).startswith("on-demand request ")
     }
     od_requests, rejections = _on_demand_requests(
-        inp.billing_requests, cycles, fulfilled, mapping, entity, m0, m1
+        inp.billing_requests, cycles, fulfilled, mapping, entity, m0, t
     )
     # On-demand work never billed, of this month or earlier (with an empty register the earlier
     # months' items are not reported as late).
@@ -202,10 +228,10 @@ def bill_period(inp: BillingInputs) -> BillingResult:
         od_pool,
         od_requests,
         m0,
-        m1,
+        t,
     )
     cf = cf.filter(~(on_demand & (pl.col("change") == "late")))
-    dated = with_periods(changes.new.filter(~on_demand), mapping, m0, m1)
+    dated = with_periods(changes.new.filter(~on_demand), mapping, m0, m1).filter(pl.col("period_end") <= t)
     for (p1, ref, cur, p0), group in dated.sort("period_end", "customer_ref", "currency").group_by(
         ["period_end", "customer_ref", "currency", "period_start"], maintain_order=True
     ):
@@ -287,7 +313,7 @@ def bill_period(inp: BillingInputs) -> BillingResult:
         client = next(c for c in mapping.clients if c.name == r.client)
         if client.entity != entity:
             continue
-        for occurrence in r.occurrences(m0, m1):
+        for occurrence in r.occurrences(m0, t):
             doc_id = stable_id("retainer_invoice", entity, r.id, occurrence)
             if doc_id in existing:
                 continue
@@ -305,7 +331,7 @@ def bill_period(inp: BillingInputs) -> BillingResult:
                 reason=f"retainer {r.id}",
                 order=0,
                 period_start=m0,
-                period_end=m1,
+                period_end=t,
             )
             amount = int(r.amount.scaleb(minor_digits(client.currency)))
             extra_rows.append(
@@ -343,7 +369,7 @@ def bill_period(inp: BillingInputs) -> BillingResult:
         by_number = {r["document_number"]: r for r in known.documents.iter_rows(named=True)}
         prior_credit_lines = _lines_sum_by_corrected(known)
         for req in (
-            credits.filter(pl.col("date").is_between(m0, m1)).sort("date", "credit_id").iter_rows(named=True)
+            credits.filter(pl.col("date").is_between(m0, t)).sort("date", "credit_id").iter_rows(named=True)
         ):
             doc_id = stable_id("credit_memo", entity, "manual", req["credit_id"])
             if doc_id in existing:
@@ -397,7 +423,7 @@ def bill_period(inp: BillingInputs) -> BillingResult:
                 reason=f"manual {req['credit_id']}: {req['reason']}",
                 order=3,
                 period_start=m0,
-                period_end=m1,
+                period_end=t,
             )
             prior_credit_lines[orig["document_id"]] = prior_credit_lines.get(orig["document_id"], 0) - amount
             full = req["amount"] is None and remaining == lines_total
@@ -485,6 +511,7 @@ def bill_period(inp: BillingInputs) -> BillingResult:
         mapping.billing.credit_memo_number_format,
         entity,
         m0,
+        use_base=not interim,
     )
     new_numbers = dict(docs.select("document_id", "document_number").iter_rows())
     numbers.update(new_numbers)
@@ -519,13 +546,23 @@ def bill_period(inp: BillingInputs) -> BillingResult:
     payments = _payments(inp.payments)
     settlements_new += _credit_applications(docs, all_docs, known.settlements, settlements_new, payments)
     refund_rows, refund_rejections = _refunds(
-        inp.refunds, all_docs, known.settlements, settlements_new, payments, entity, m0, m1
+        inp.refunds, all_docs, known.settlements, settlements_new, payments, entity, m0, t
     )
     settlements_new += refund_rows
     rejections += refund_rejections
 
     # 6. register rows, credit status, documents in contract shape, journal
     sources_new, credited = _register_rows(items, lines, frozen_rate, mapping, entity, m0)
+    # An interim run issues weekly invoices before ledger/invoices invoices their month: each one
+    # finalises the ledger/invoices invoice of its period (same id) once the month is invoiced.
+    expected_base = {
+        h.document_id
+        for h in heads.values()
+        if interim
+        and h.document_type == "invoice"
+        and h.base_invoice_id == h.document_id
+        and cycles.get(h.customer_ref, "monthly") != "on_demand"
+    }
     state_new = _state(
         docs,
         lines,
@@ -539,6 +576,7 @@ def bill_period(inp: BillingInputs) -> BillingResult:
         numbers,
         credit_status_manual,
         currencies,
+        expected_base,
     )
     # Issued documents and their settlements are kept; rejected requests are judged afresh each run.
     kept = BillingState(**{**inp.frozen.__dict__, "rejections": inp.frozen.rejections.head(0)})
@@ -553,7 +591,7 @@ def bill_period(inp: BillingInputs) -> BillingResult:
         how="vertical",
     )
     ledger, ar = build_entries(
-        partition, all_documents, inp.base_invoices, inp.base_lines, mapping, entity, m1, inp.provider
+        partition, all_documents, inp.base_invoices, inp.base_lines, mapping, entity, m1, inp.provider, t
     )
     frozen_ids = set(inp.frozen.documents["document_id"].to_list())
     ar_frame = pl.DataFrame(
@@ -579,7 +617,12 @@ def bill_period(inp: BillingInputs) -> BillingResult:
         state=partition,
         ledger=ledger,
         new_documents=state_new.documents.height,
-        drift=_drift(inp.base_invoices, partition.documents),
+        drift=_drift(
+            inp.base_invoices.filter(pl.col("issue_date") <= t)
+            if inp.base_invoices.height
+            else inp.base_invoices,
+            partition.documents,
+        ),
     )
 
 
@@ -720,11 +763,19 @@ def _number(
     credit_format: str,
     entity: str,
     month: date,
+    use_base: bool = True,
 ) -> pl.DataFrame:
     """Numbers from the entity's sequences for the month. An invoice that finalises a
     `ledger.invoices` invoice keeps that invoice's number (so both tables agree) unless the month
     already issued it to another document; every other document takes the next number after
-    everything the month used, in issue-date order."""
+    everything the month used, in issue-date order.
+
+    Runs as of a date: an interim run (`use_base=False`: `ledger.invoices` numbers the whole month,
+    which has not ended) numbers its documents after everything the month used, in issue-date
+    order. When an earlier run of the month gave a `ledger.invoices` number to another document, or
+    keeping them would leave a gap, a later run numbers its documents after everything the month
+    used instead: first those finalising a `ledger.invoices` invoice, in its number order, then the
+    others in issue-date order. Numbers follow the issue runs."""
 
     def fmt(pattern: str, seq: int) -> str:
         return pattern.format(
@@ -740,7 +791,7 @@ def _number(
     for fam, seq in frozen_docs.with_columns(_family=family).select("_family", "sequence").iter_rows():
         taken[fam].add(int(seq))
     base_seq: dict[str, int] = {}
-    if base_invoices.height:
+    if base_invoices.height and use_base:
         by_number = {fmt(invoice_format, k): k for k in range(1, base_invoices.height + 1)}
         for invoice_id, number in base_invoices.select("invoice_id", "invoice_number").iter_rows():
             if number in by_number:
@@ -749,10 +800,14 @@ def _number(
         "_family", "issue_date", "order", "customer_ref", "currency", "document_id"
     )
     seqs: dict[str, int] = {}
+    last = max(taken["invoice"], default=0)
+    collided = False
     for fam, doc_id in docs.select("_family", "document_id").iter_rows():
         if fam == "invoice" and doc_id in base_seq and base_seq[doc_id] not in taken["invoice"]:
             seqs[doc_id] = base_seq[doc_id]
             taken["invoice"].add(base_seq[doc_id])
+        elif fam == "invoice" and doc_id in base_seq:
+            collided = True
     floor = {
         "invoice": max([*base_seq.values(), *taken["invoice"]], default=0),
         "credit_memo": max(taken["credit_memo"], default=0),
@@ -761,6 +816,27 @@ def _number(
         if doc_id not in seqs:
             floor[fam] += 1
             seqs[doc_id] = floor[fam]
+    # A later run of the month whose ledger.invoices numbers were given to other documents by an
+    # earlier run, or would leave a gap after the month's last number: continue after it.
+    fresh = sorted(seqs[d] for f, d in docs.select("_family", "document_id").iter_rows() if f == "invoice")
+    above = [n for n in fresh if n > last]
+    if last and (collided or above != list(range(last + 1, last + 1 + len(above)))):
+        ordered = docs.with_columns(
+            _base=pl.col("document_id").replace_strict(base_seq, default=None, return_dtype=pl.Int64)
+        ).sort(
+            "_family",
+            "_base",
+            "issue_date",
+            "order",
+            "customer_ref",
+            "currency",
+            "document_id",
+            nulls_last=True,
+        )
+        for fam, doc_id in ordered.select("_family", "document_id").iter_rows():
+            if fam == "invoice":
+                last += 1
+                seqs[doc_id] = last
     return docs.with_columns(
         sequence=pl.col("document_id").replace_strict(seqs, return_dtype=pl.Int64),
         document_number=pl.col("document_id").replace_strict(
@@ -1059,6 +1135,7 @@ def _state(
     numbers: dict[str, str],
     manual_credits: list[pl.DataFrame],
     currencies: set[str],
+    expected_base: set[str] | None = None,
 ) -> BillingState:
     mapping, entity = inp.mapping, inp.entity
     ent = mapping.entity(entity)
@@ -1067,6 +1144,7 @@ def _state(
     doc_schema = polars_schema("ledger.billing_documents")
     m1 = inp.period_end
     base_ids = set(inp.base_invoices["invoice_id"].to_list()) if inp.base_invoices.height else set()
+    base_ids |= expected_base or set()
     docs = docs.with_columns(
         entity=pl.lit(entity),
         due_date=pl.col("issue_date")
@@ -1154,7 +1232,9 @@ def _state(
     parts = []
     for r in (inp.credits, inp.refunds, inp.billing_requests):
         if r is not None and r.rejected.height:
-            in_month = r.rejected.filter(pl.col("date").is_null() | pl.col("date").is_between(m0, m1))
+            in_month = r.rejected.filter(
+                pl.col("date").is_null() | pl.col("date").is_between(m0, inp.through or m1)
+            )
             parts.append(in_month.drop("date"))
     if rejections:
         parts.append(

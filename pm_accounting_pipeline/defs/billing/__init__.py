@@ -9,6 +9,7 @@ from pm_accounting_pipeline.defs.billing.assets import (
     BILLING_DOCUMENTS,
     CLIENT_MATCHES,
     bill_on_demand_job,
+    bill_through_job,
     build_billing_assets,
 )
 from pm_accounting_pipeline.defs.partitions import PipelinePartitions
@@ -17,6 +18,7 @@ __all__ = [
     "BILLING_DOCUMENTS",
     "CLIENT_MATCHES",
     "bill_on_demand_job",
+    "bill_through_job",
     "billing_job",
     "build_billing_defs",
     "client_matching_job",
@@ -38,5 +40,6 @@ client_matching_job = dg.define_asset_job(
 def build_billing_defs(parts: PipelinePartitions) -> dg.Definitions:
     """Billing assets (their checks inline) and jobs; needs the `pipeline` resource of the location."""
     return dg.Definitions(
-        assets=build_billing_assets(parts), jobs=[billing_job, client_matching_job, bill_on_demand_job]
+        assets=build_billing_assets(parts),
+        jobs=[billing_job, client_matching_job, bill_on_demand_job, bill_through_job],
     )

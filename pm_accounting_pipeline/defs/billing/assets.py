@@ -1,7 +1,8 @@
 """Billing assets: the client-matching decision log per (day, entity), and billing documents per
 (month, entity): invoices finalised with discounts, tax, retainers and corrections, credit memos,
 settlements and the journal entries that bring ledger/invoices to what was issued. The
-`bill_on_demand` job records an on-demand billing request and issues it."""
+`bill_on_demand` job records an on-demand billing request and issues it at once; the
+`bill_through` job bills a month as of a date (every document issued on or before it)."""
 
 from datetime import date
 
@@ -171,8 +172,8 @@ class OnDemandRequest(dg.Config):
 
 @dg.op(
     name="bill_on_demand",
-    description="Record an on-demand billing request (landing/<entity>/billing_requests) and run "
-    "billing for the month that contains its date; the invoice is issued on that date.",
+    description="Record an on-demand billing request (landing/<entity>/billing_requests) and bill "
+    "the month that contains its date as of that date; the invoice is issued on that date.",
 )
 def bill_on_demand_op(
     context: dg.OpExecutionContext, config: OnDemandRequest, pipeline: PipelineResource
@@ -189,6 +190,7 @@ def bill_on_demand_op(
         entity,
         through.replace(day=1),
         EcbOfflineProvider(),
+        through,
     )
     result = _result([run], mapping)
     context.log.info(
@@ -205,6 +207,48 @@ def bill_on_demand_op(
 
 bill_on_demand_job = dg.GraphDefinition(name="bill_on_demand", node_defs=[bill_on_demand_op]).to_job(
     description="Bill one on-demand client through a date (config: client, through, requested_by).",
+)
+
+
+class BillThrough(dg.Config):
+    """Bill the month of `through` (YYYY-MM-DD) as of that date, for `entities` (default: all)."""
+
+    through: str
+    entities: list[str] | None = None
+
+
+@dg.op(
+    name="bill_through",
+    description="Bill the month that contains `through` as of that date: every document whose issue "
+    "date is on or before it (weekly periods that have ended, on-demand requests, retainer invoices, "
+    "credits); needs the days up to `through` materialised. The last day of the month is the close.",
+)
+def bill_through_op(context: dg.OpExecutionContext, config: BillThrough, pipeline: PipelineResource) -> None:
+    mapping = pipeline.mapping()
+    through = date.fromisoformat(config.through)
+    entities = config.entities or mapping.entity_ids
+    unknown = sorted(set(entities) - set(mapping.entity_ids))
+    if unknown:
+        raise dg.Failure(f"unknown entities {unknown}; known: {mapping.entity_ids}")
+    lake, provider = pipeline.lake(), EcbOfflineProvider()
+    for entity in entities:
+        run = run_partition(
+            lake, pipeline.paths.data_dir, mapping, entity, through.replace(day=1), provider, through
+        )
+        result = _result([run], mapping)
+        context.log.info(f"{entity} through {through}: {run.result.new_documents} new document(s)")
+        context.log_event(
+            dg.AssetMaterialization(
+                asset_key=BILLING_DOCUMENTS,
+                partition=monthly_key(through.replace(day=1), entity),
+                metadata={**(result.metadata or {}), "through": config.through},
+            )
+        )
+
+
+bill_through_job = dg.GraphDefinition(name="bill_through", node_defs=[bill_through_op]).to_job(
+    description="Bill a month as of a date (config: through, entities): the documents issued on or "
+    "before it; later runs and the month close keep them and continue their numbering.",
 )
 
 
