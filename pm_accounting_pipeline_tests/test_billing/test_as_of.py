@@ -286,3 +286,58 @@ def test_dagster_bill_through_job(weekly_env) -> None:
         ("us-202603-0001", 32400),
         ("us-202603-0002", 64800),
     ]
+
+
+def test_discount_and_retainer_across_an_interim_run_match_a_direct_close(tmp_path: Path) -> None:
+    data = copy.deepcopy(mapping_dict())
+    for client in data["clients"]:
+        if client["customer_ref"] == "C-ACME":
+            client["billing_cycle"] = "weekly"
+    data["retainers"] = [
+        {"id": "r1", "client": "Acme Corporation", "amount": "500.00", "issue_date": "2026-03-05"}
+    ]
+    data["discounts"] = [
+        {"id": "acme10", "scope": "client", "client": "Acme Corporation", "kind": "percentage", "value": "10"}
+    ]
+    mapping = parse_mapping(data)
+    cols = ["document_number", "document_type", "issue_date", "total_minor", "retainer_applied_minor"]
+    books = Books(tmp_path / "interim", mapping)
+    books.load(WEEKLY, [MARCH], through=D(2026, 3, 15))
+    books.bill(MARCH, through=D(2026, 3, 15))
+    # retainer 500.00 (5 March); week 2-8: 300 - 30 + 8% = 291.60, all drawn from the retainer;
+    # week 9-15: 600 - 60 + 8% = 583.20, drawn 208.40 (what is left)
+    assert books.table("ledger.billing_documents").sort("document_number").select(cols).rows() == [
+        ("us-202603-0001", "retainer_invoice", D(2026, 3, 5), 50000, 0),
+        ("us-202603-0002", "invoice", D(2026, 3, 8), 29160, 29160),
+        ("us-202603-0003", "invoice", D(2026, 3, 15), 58320, 20840),
+    ]
+    assert balances(books.journal())[RECEIVABLE] == Decimal("874.80")  # 500 + 291.60 + 583.20 - 500
+    assert not books.table("ledger.journal_entries")["entry_id"].is_duplicated().any()
+    books.load(WEEKLY, [MARCH])
+    books.close(MARCH)
+    direct = Books(tmp_path / "direct", mapping)
+    direct.load(WEEKLY, [MARCH])
+    direct.close(MARCH)
+    # The same documents and amounts; the numbers follow the issue runs (the retainer invoice was
+    # issued first here, after the ledger/invoices invoices in a direct close).
+    key = ["document_id", "document_type", "issue_date", "total_minor", "retainer_applied_minor"]
+    assert (
+        books.table("ledger.billing_documents")
+        .select(key)
+        .sort("document_id")
+        .equals(direct.table("ledger.billing_documents").select(key).sort("document_id"))
+    )
+    assert books.table("ledger.billing_documents").sort("document_number")["document_type"].to_list() == [
+        "retainer_invoice",
+        "invoice",
+        "invoice",
+        "invoice",
+        "invoice",
+    ]
+    tb = balances(books.journal())
+    assert tb == balances(direct.journal())
+    # one entry per id across ledger/invoices and billing (posting keys documents on it)
+    assert not books.table("ledger.journal_entries")["entry_id"].is_duplicated().any()
+    # 500 + 291.60 + 583.20 + 145.80 (week 16-22: 150 - 15 + 8%) + 540.00 - 500 drawn
+    assert tb[RECEIVABLE] == Decimal("1560.60")
+    assert tb.get(UNBILLED, Decimal(0)) == 0
