@@ -77,8 +77,13 @@ def _mapping(tmp_path: Path, clients: list[dict] | None = None) -> str:
     return str(path)
 
 
-def _tick(sensor, harvest, instance, cursor=None) -> dg.SensorResult:
-    context = dg.build_sensor_context(instance=instance, cursor=cursor, resources={"harvest": harvest})
+def _tick(sensor, harvest, instance, cursor=None, clients: list[dict] | None = None) -> dg.SensorResult:
+    # The mapping document (entity assignment) sits beside the data directory.
+    config = _mapping(Path(harvest.data_dir).parent, clients)
+    pipeline = PipelineResource(data_dir=harvest.data_dir, config_path=config)
+    context = dg.build_sensor_context(
+        instance=instance, cursor=cursor, resources={"harvest": harvest, "pipeline": pipeline}
+    )
     return sensor(context)
 
 
@@ -103,6 +108,26 @@ def test_sensor_requests_exactly_the_changed_partitions_and_advances_its_cursor(
     # Replaying the same tick (same cursor, same batches) yields the same run keys: de-duplicated.
     replay = _tick(sensor, harvest, instance, quiet.cursor)
     assert [r.run_key for r in replay.run_requests] == [r.run_key for r in changed.run_requests]
+
+
+def test_sensor_also_requests_the_partitions_of_the_entity_changed_rows_are_assigned_to(
+    sandbox, harvest, sensor, instance
+):
+    objects = sandbox.objects("time_entries") + sandbox.objects("expenses")
+    client = sorted({o["client"]["name"] for o in objects})[0]
+    currency = next(o["client"]["currency"] for o in objects if o["client"]["name"] == client)
+    uk_days = {o["spent_date"] for o in objects if o["client"]["name"] == client}
+    first = _tick(
+        sensor,
+        harvest,
+        instance,
+        clients=[{"name": client, "customer_ref": "C-UK", "entity": "uk", "currency": currency}],
+    )
+    days = {o["spent_date"] for o in objects}
+    # Every changed account partition (us) plus uk's partitions of the days with uk's client's rows.
+    assert sorted(r.partition_key for r in first.run_requests) == sorted(
+        [f"{d}|us" for d in days] + [f"{d}|uk" for d in uk_days]
+    )
 
 
 def test_sensor_reports_an_account_that_cannot_be_synced(sandbox, harvest, sensor, instance):

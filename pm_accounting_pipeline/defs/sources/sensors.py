@@ -10,11 +10,22 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
+from datetime import date
 
 import dagster as dg
+import polars as pl
 
+from pm_accounting_pipeline.config.schema import MappingDocument
+from pm_accounting_pipeline.core.entities import assign_entities
+from pm_accounting_pipeline.defs.resources import PipelineResource
 from pm_accounting_pipeline.defs.sources.resources import HarvestApiResource
-from pm_accounting_pipeline.sources.harvest_api.sync import changes_since
+from pm_accounting_pipeline.sources.harvest_api.sync import (
+    AccountSpec,
+    SyncConfig,
+    changes_since,
+    read_partition,
+)
 
 
 def _dimensions(partitions_def: dg.MultiPartitionsDefinition) -> tuple[dg.PartitionsDefinition, set[str]]:
@@ -22,6 +33,26 @@ def _dimensions(partitions_def: dg.MultiPartitionsDefinition) -> tuple[dg.Partit
     if set(dims) != {"date", "entity"}:
         raise ValueError(f"expected a date x entity partitions definition, got dimensions {sorted(dims)}")
     return dims["date"], set(dims["entity"].get_partition_keys())
+
+
+def assigned_pairs(
+    config: SyncConfig, specs: Sequence[AccountSpec], pairs: set[tuple[str, str]], mapping: MappingDocument
+) -> set[tuple[str, str]]:
+    """The (date key, entity) partitions the time entries and expenses of the (date key, account
+    entity) partitions `pairs` are assigned to (and, for rows no entity can be given, the landing
+    entity's partition that quarantines them)."""
+    out: set[tuple[str, str]] = set()
+    for resource, day in (("time_entries", "work_date"), ("expenses", "spent_date")):
+        frames = [
+            read_partition(config, specs, resource, date.fromisoformat(k), e)[0].rows
+            for k, e in sorted(pairs)
+        ]
+        if not frames:
+            continue
+        assigned = assign_entities(pl.concat(frames), mapping, date_column=day)
+        for frame, col in ((assigned.rows, day), (assigned.quarantine, "partition_date")):
+            out |= {(d.isoformat(), e) for e, d in frame.select("entity", col).unique().iter_rows()}
+    return out
 
 
 def build_harvest_sensor(
@@ -44,10 +75,11 @@ def build_harvest_sensor(
         minimum_interval_seconds=minimum_interval_seconds,
         default_status=default_status,
         description="Polls the Harvest API (incremental sync with deletion detection) and requests "
-        "exactly the (date, entity) partitions whose time entries or expenses changed.",
+        "exactly the (date, entity) partitions whose time entries or expenses changed: the account's "
+        "and those the changed rows are assigned to (entity_assignment in the mapping document).",
     )
     def harvest_api_sensor(
-        context: dg.SensorEvaluationContext, harvest: HarvestApiResource
+        context: dg.SensorEvaluationContext, harvest: HarvestApiResource, pipeline: PipelineResource
     ) -> dg.SensorResult:
         cursor = json.loads(context.cursor) if context.cursor else {"seq": {}}
         seen: dict[str, int] = {k: int(v) for k, v in cursor.get("seq", {}).items()}
@@ -61,6 +93,8 @@ def build_harvest_sensor(
             last, changed = changes_since(config, spec.account_id, seen.get(spec.account_id, 0))
             latest[spec.account_id] = last
             pairs |= {(d.isoformat(), e) for d, e in changed}
+        # The changed rows' own entities (core/entities.py): an account of A may hold B's work.
+        pairs |= assigned_pairs(config, harvest.account_specs(), pairs, pipeline.mapping())
         valid = sorted((d, e) for d, e in pairs if e in entities and date_dim.has_partition_key(d))
         skipped = sorted(pairs - set(valid))
         if skipped:
