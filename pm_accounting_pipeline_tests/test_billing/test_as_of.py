@@ -341,3 +341,28 @@ def test_discount_and_retainer_across_an_interim_run_match_a_direct_close(tmp_pa
     # 500 + 291.60 + 583.20 + 145.80 (week 16-22: 150 - 15 + 8%) + 540.00 - 500 drawn
     assert tb[RECEIVABLE] == Decimal("1560.60")
     assert tb.get(UNBILLED, Decimal(0)) == 0
+
+
+def test_journal_follows_issued_documents_when_ledger_invoices_ran_mid_month(tmp_path: Path) -> None:
+    books = Books(tmp_path, _mapping("weekly"))
+    books.load(WEEKLY, [MARCH], through=D(2026, 3, 15))
+    books.invoice(MARCH)  # ledger/invoices of half a month: weeks 2-8, 9-15 and Trusted's month
+    interim = books.bill(MARCH, through=D(2026, 3, 15))
+    assert _docs(books) == [
+        ("us-202603-0001", "C-ACME", D(2026, 3, 2), D(2026, 3, 8), D(2026, 3, 8), 32400),
+        ("us-202603-0002", "C-ACME", D(2026, 3, 9), D(2026, 3, 15), D(2026, 3, 15), 64800),
+    ]
+    # Trusted's invoice (31 March) is not issued yet: its ledger/invoices entry is reversed for now.
+    assert interim.ledger.entries.select("entry_type", "posting_date").rows() == [
+        ("invoice_adjustment", D(2026, 3, 31))
+    ]
+    tb = balances(books.journal())
+    assert tb[RECEIVABLE] == Decimal("972.00") and tb[UNBILLED] == Decimal("500.00")
+    books.load(WEEKLY, [MARCH])
+    books.close(MARCH)
+    tb = balances(books.journal())
+    assert tb[RECEIVABLE] == Decimal("1674.00") and tb.get(UNBILLED, Decimal(0)) == 0
+    # An interim run on the closed month issues nothing and leaves the journal as it was.
+    lines = books.table("ledger.journal_lines").sort("line_id")
+    assert books.bill(MARCH, through=D(2026, 3, 15)).new_documents == 0
+    assert books.table("ledger.journal_lines").sort("line_id").equals(lines)

@@ -144,8 +144,9 @@ def build_entries(
     through: date | None = None,
 ) -> tuple[LedgerBatch, dict[str, tuple[int, int]]]:
     """The billing journal of one partition and the receivable (functional, reporting) per document.
-    `through`: the run's last issue date (an interim run); `ledger.invoices` invoices dated after
-    it are not issued yet and keep their entry until a later run issues them."""
+    `through`: the last issue date of an interim run (billing as of a date); a `ledger.invoices`
+    invoice dated after it is reversed too (the journal follows what was issued) until a later run
+    issues it."""
     mode = mapping.rounding.money_mode
     ent = mapping.entity(entity)
     fn_cur, rp_cur = ent.functional_currency, mapping.reporting_currency
@@ -308,15 +309,16 @@ def build_entries(
         dict(base_invoices.select("invoice_id", "issue_date").iter_rows()) if base_invoices.height else {}
     )
     for invoice_id, amounts in sorted(bases.items()):
-        if through is not None and issued_on.get(invoice_id, period_end) > through:
-            continue
+        not_yet = through is not None and issued_on.get(invoice_id, period_end) > through
         e = _Entry(
             entity,
             period_end,
             "invoice_adjustment",
             currencies.get(invoice_id, ""),
             invoice_id,
-            f"Invoice {numbers.get(invoice_id, invoice_id)}: its work was billed on other documents; reversed",
+            f"Invoice {numbers.get(invoice_id, invoice_id)}: not issued as of {through}; reversed until it is"
+            if not_yet
+            else f"Invoice {numbers.get(invoice_id, invoice_id)}: its work was billed on other documents; reversed",
             {},
             {},
         )

@@ -591,7 +591,15 @@ def bill_period(inp: BillingInputs) -> BillingResult:
         how="vertical",
     )
     ledger, ar = build_entries(
-        partition, all_documents, inp.base_invoices, inp.base_lines, mapping, entity, m1, inp.provider, t
+        partition,
+        all_documents,
+        inp.base_invoices,
+        inp.base_lines,
+        mapping,
+        entity,
+        m1,
+        inp.provider,
+        t if interim else None,
     )
     frozen_ids = set(inp.frozen.documents["document_id"].to_list())
     ar_frame = pl.DataFrame(
