@@ -692,6 +692,28 @@ def _q(v: str) -> pl.Expr:
     return pl.concat_str([pl.lit("'"), pl.col(v).fill_null(""), pl.lit("'")])
 
 
+def quarantine_frame(
+    rows: pl.DataFrame, *, partition_date: str, layer: str, reason: pl.Expr, detail: pl.Expr
+) -> pl.DataFrame:
+    """`rows` as `staging.quarantine` rows of `layer`, in their order: the partition's entity and
+    date (from the `partition_date` column), the source columns and record as they are, with
+    `reason` and `detail` computed per row."""
+    schema = polars_schema("staging.quarantine")
+    out = rows.select(
+        "entity",
+        pl.col(partition_date).alias("partition_date"),
+        pl.lit(layer).alias("layer"),
+        "source_system",
+        "source_file",
+        "source_row",
+        "source_id",
+        reason.alias("reason"),
+        detail.alias("detail"),
+        "source_record",
+    )
+    return out.cast(dict(schema)).select(schema.names())
+
+
 # Columns of the context and person tables that each output gathers for its own rows.
 _CONTEXT_FLAGS = [
     "_context_missing",
@@ -800,7 +822,6 @@ def _with_gathered(
 
 
 def _quarantine_rows(bad: pl.DataFrame, max_hours: Decimal) -> pl.DataFrame:
-    schema = polars_schema("staging.quarantine")
     r = pl.col("_reason")
     missing_fields = pl.concat_str(
         [
@@ -934,19 +955,13 @@ def _quarantine_rows(bad: pl.DataFrame, max_hours: Decimal) -> pl.DataFrame:
         )
         .otherwise(pl.col("_dup_detail"))
     )
-    out = bad.select(
-        "entity",
-        pl.col("work_date").alias("partition_date"),
-        pl.lit("clean").alias("layer"),
-        "source_system",
-        "source_file",
-        "source_row",
-        "source_id",
-        pl.col("_reason").alias("reason"),
-        detail.fill_null(pl.col("_reason")).alias("detail"),
-        "source_record",
+    return quarantine_frame(
+        bad,
+        partition_date="work_date",
+        layer="clean",
+        reason=pl.col("_reason"),
+        detail=detail.fill_null(pl.col("_reason")),
     )
-    return out.cast(dict(schema)).select(schema.names())
 
 
 def _work_items(good: pl.DataFrame, rule_version: str) -> pl.DataFrame:

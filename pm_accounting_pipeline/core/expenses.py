@@ -56,9 +56,11 @@ from pm_accounting_pipeline.core.clean import (
     _map_person,
     _map_references,
     _number_columns,
+    _q,
     client_frame,
     normalise_name,
     project_frame,
+    quarantine_frame,
     task_frame,
 )
 from pm_accounting_pipeline.core.fx import RateProvider, enrich
@@ -372,31 +374,20 @@ def _in_billing_currency(
         .list.unique(maintain_order=True)
         .list.join(", ")
     )
-    schema = polars_schema("staging.quarantine")
-    no_rate = (
-        d.filter(pl.col("_no_rate"))
-        .select(
-            "entity",
-            pl.col("spent_date").alias("partition_date"),
-            pl.lit("expenses").alias("layer"),
-            "source_system",
-            "source_file",
-            "source_row",
-            "source_id",
-            pl.lit("missing_fx_rate").alias("reason"),
-            pl.format(
-                "no {} rate for {} on or shortly before {}: the expense cannot be valued in the "
-                "billing currency {} of client '{}' and the entity's books",
-                pl.lit(getattr(provider, "name", "configured")),
-                gaps,
-                pl.col("spent_date").cast(pl.String),
-                "client_currency",
-                "client_name",
-            ).alias("detail"),
-            "source_record",
-        )
-        .cast(dict(schema))
-        .select(schema.names())
+    no_rate = quarantine_frame(
+        d.filter(pl.col("_no_rate")),
+        partition_date="spent_date",
+        layer="expenses",
+        reason=pl.lit("missing_fx_rate"),
+        detail=pl.format(
+            "no {} rate for {} on or shortly before {}: the expense cannot be valued in the "
+            "billing currency {} of client '{}' and the entity's books",
+            pl.lit(getattr(provider, "name", "configured")),
+            gaps,
+            pl.col("spent_date").cast(pl.String),
+            "client_currency",
+            "client_name",
+        ),
     )
     return ok, no_rate
 
@@ -417,12 +408,7 @@ def _with_duplicates(d: pl.DataFrame) -> pl.DataFrame:
     return out
 
 
-def _q(c: str) -> pl.Expr:
-    return pl.concat_str([pl.lit("'"), pl.col(c).fill_null(""), pl.lit("'")])
-
-
 def _quarantine_rows(bad: pl.DataFrame) -> pl.DataFrame:
-    schema = polars_schema("staging.quarantine")
     r = pl.col("_reason")
     missing_fields = pl.concat_str(
         [
@@ -507,19 +493,13 @@ def _quarantine_rows(bad: pl.DataFrame) -> pl.DataFrame:
             )
         )
     )
-    out = bad.sort("_row").select(
-        "entity",
-        pl.col("spent_date").alias("partition_date"),
-        pl.lit("expenses").alias("layer"),
-        "source_system",
-        "source_file",
-        "source_row",
-        "source_id",
-        pl.col("_reason").alias("reason"),
-        detail.fill_null(pl.col("_reason")).alias("detail"),
-        "source_record",
+    return quarantine_frame(
+        bad.sort("_row"),
+        partition_date="spent_date",
+        layer="expenses",
+        reason=pl.col("_reason"),
+        detail=detail.fill_null(pl.col("_reason")),
     )
-    return out.cast(dict(schema)).select(schema.names())
 
 
 def _amount_text(minor: pl.Expr, digits: pl.Expr) -> pl.Expr:
