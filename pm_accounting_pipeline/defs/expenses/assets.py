@@ -15,7 +15,7 @@ from pm_accounting_pipeline.core.approvals import feed_folders, read_feed
 from pm_accounting_pipeline.core.entities import rerouted, rows_by_rule
 from pm_accounting_pipeline.core.expenses import build_expense_accruals, stage_expenses
 from pm_accounting_pipeline.core.fx_providers import provider_for
-from pm_accounting_pipeline.defs.ledger.assets import _journal_checks, _journal_specs, _write_journal
+from pm_accounting_pipeline.defs.ledger.assets import _daily_journal_result, _journal_specs
 from pm_accounting_pipeline.defs.metadata import (
     accounting_check,
     contract_check,
@@ -186,24 +186,6 @@ def build_expense_assets(parts: PipelinePartitions) -> list[dg.AssetsDefinition]
         wanted = context_partitions(context)
         staged = lake.read("staging.expenses", wanted, writer="expenses")
         batch = build_expense_accruals(staged, mapping)
-        _write_journal(
-            lake,
-            wanted,
-            "expense_accrual",
-            batch.entries,
-            batch.lines,
-            batch.line_sources,
-            pl.col("posting_date").cast(pl.String),
-        )
-        types = batch.entries.group_by("entry_type").len().sort("entry_type")
-        return dg.MaterializeResult(
-            metadata={
-                "dagster/row_count": batch.lines.height,
-                "entries": batch.entries.height,
-                "entries_by_type": {t: int(n) for t, n in types.iter_rows()},
-                "debits_by_currency": totals_by_currency(batch.lines, "currency", "debit_minor"),
-            },
-            check_results=_journal_checks(batch.entries, batch.lines, batch.line_sources),
-        )
+        return _daily_journal_result(lake, wanted, "expense_accrual", batch)
 
     return [raw_expenses, staged_expenses, expense_accrual_entries]

@@ -19,7 +19,7 @@ from pm_accounting_pipeline.contracts.layers import (
 )
 from pm_accounting_pipeline.core.checks import assert_balanced
 from pm_accounting_pipeline.core.invoicing import build_invoices
-from pm_accounting_pipeline.core.ledger import build_accruals
+from pm_accounting_pipeline.core.ledger import LedgerBatch, build_accruals
 from pm_accounting_pipeline.defs.metadata import contract_check, md_table, totals_by_currency
 from pm_accounting_pipeline.defs.partitions import PipelinePartitions, context_partitions, daily_to_monthly
 from pm_accounting_pipeline.defs.resources import PipelineResource
@@ -68,6 +68,37 @@ def _journal_checks(
     ]
 
 
+def _daily_journal_result(
+    lake: Lake,
+    wanted: list[tuple[str, str]],
+    writer: str,
+    batch: LedgerBatch,
+    extra_metadata: dict[str, int] | None = None,
+) -> dg.MaterializeResult:
+    """Write a daily accrual batch as the `writer` journal, keyed by posting date, and describe it:
+    lines, entries, entries by type, `extra_metadata`, debits by currency, and the journal checks."""
+    _write_journal(
+        lake,
+        wanted,
+        writer,
+        batch.entries,
+        batch.lines,
+        batch.line_sources,
+        pl.col("posting_date").cast(pl.String),
+    )
+    types = batch.entries.group_by("entry_type").len().sort("entry_type")
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": batch.lines.height,
+            "entries": batch.entries.height,
+            "entries_by_type": {t: int(n) for t, n in types.iter_rows()},
+            **(extra_metadata or {}),
+            "debits_by_currency": totals_by_currency(batch.lines, "currency", "debit_minor"),
+        },
+        check_results=_journal_checks(batch.entries, batch.lines, batch.line_sources),
+    )
+
+
 def _journal_specs(key: dg.AssetKey) -> list[dg.AssetCheckSpec]:
     return [
         dg.AssetCheckSpec(
@@ -112,25 +143,12 @@ def build_ledger_assets(parts: PipelinePartitions) -> list[dg.AssetsDefinition]:
         wanted = context_partitions(context)
         fx = lake.read("staging.fx_billables", wanted, writer="fx")
         batch = build_accruals(fx, mapping)
-        _write_journal(
+        return _daily_journal_result(
             lake,
             wanted,
             "accrual",
-            batch.entries,
-            batch.lines,
-            batch.line_sources,
-            pl.col("posting_date").cast(pl.String),
-        )
-        types = batch.entries.group_by("entry_type").len().sort("entry_type")
-        return dg.MaterializeResult(
-            metadata={
-                "dagster/row_count": batch.lines.height,
-                "entries": batch.entries.height,
-                "entries_by_type": {t: int(n) for t, n in types.iter_rows()},
-                "traced_work_items": batch.line_sources.select("work_item_id").n_unique(),
-                "debits_by_currency": totals_by_currency(batch.lines, "currency", "debit_minor"),
-            },
-            check_results=_journal_checks(batch.entries, batch.lines, batch.line_sources),
+            batch,
+            {"traced_work_items": batch.line_sources.select("work_item_id").n_unique()},
         )
 
     @dg.asset(
