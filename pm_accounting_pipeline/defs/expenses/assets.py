@@ -24,7 +24,7 @@ from pm_accounting_pipeline.defs.metadata import (
     totals_by_currency,
 )
 from pm_accounting_pipeline.defs.partitions import PipelinePartitions, context_partitions
-from pm_accounting_pipeline.defs.raw.assets import read_landing, route, write_held
+from pm_accounting_pipeline.defs.raw.assets import landing_check_specs, read_landing, route, write_held
 from pm_accounting_pipeline.defs.resources import PipelineResource
 from pm_accounting_pipeline.defs.sources.assets import HARVEST_API_RAW
 
@@ -43,16 +43,7 @@ def build_expense_assets(parts: PipelinePartitions) -> list[dg.AssetsDefinition]
         group_name="raw",
         kinds={"polars", "parquet"},
         owners=["team:finance-data"],
-        check_specs=[
-            dg.AssetCheckSpec("contract", asset=RAW_EXPENSES, blocking=True),
-            dg.AssetCheckSpec(
-                "rows_accounted_for",
-                asset=RAW_EXPENSES,
-                blocking=True,
-                description="per landing entity and day: rows read = rows written + rows of other "
-                "partitions + rows quarantined at entity assignment",
-            ),
-        ],
+        check_specs=landing_check_specs(RAW_EXPENSES),
         tags={"layer": "raw"},
     )
     def raw_expenses(context: dg.AssetExecutionContext, pipeline: PipelineResource) -> dg.MaterializeResult:

@@ -137,6 +137,21 @@ def write_held(lake: Lake, held: pl.DataFrame, wanted: list[tuple[str, str]], wr
     lake.write_partitions("staging.quarantine", held, held_keys | stale, writer, pl.col("partition_date"))
 
 
+def landing_check_specs(key: dg.AssetKey) -> list[dg.AssetCheckSpec]:
+    """The blocking checks of a raw asset read from landing files and routed to entities: its
+    contract, and every row read accounted for (written, of other partitions, or quarantined)."""
+    return [
+        dg.AssetCheckSpec("contract", asset=key, blocking=True),
+        dg.AssetCheckSpec(
+            "rows_accounted_for",
+            asset=key,
+            blocking=True,
+            description="per landing entity and day: rows read = rows written + rows of other "
+            "partitions + rows quarantined at entity assignment",
+        ),
+    ]
+
+
 def build_raw_assets(parts: PipelinePartitions) -> list[dg.AssetsDefinition]:
     @dg.asset(
         key=RAW_TIME_ENTRIES,
@@ -145,16 +160,7 @@ def build_raw_assets(parts: PipelinePartitions) -> list[dg.AssetsDefinition]:
         group_name="raw",
         kinds={"polars", "parquet"},
         owners=["team:finance-data"],
-        check_specs=[
-            dg.AssetCheckSpec("contract", asset=RAW_TIME_ENTRIES, blocking=True),
-            dg.AssetCheckSpec(
-                "rows_accounted_for",
-                asset=RAW_TIME_ENTRIES,
-                blocking=True,
-                description="per landing entity and day: rows read = rows written + rows of other "
-                "partitions + rows quarantined at entity assignment",
-            ),
-        ],
+        check_specs=landing_check_specs(RAW_TIME_ENTRIES),
         tags={"layer": "raw"},
     )
     def raw_time_entries(
