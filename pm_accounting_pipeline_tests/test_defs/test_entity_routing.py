@@ -8,17 +8,22 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 import pytest
-import yaml
 
 from pm_accounting_pipeline.config.schema import load_mapping
-from pm_accounting_pipeline.defs.automation import build_landing_sensor
 from pm_accounting_pipeline.defs.jobs import daily_job, invoice_job
 from pm_accounting_pipeline.defs.partitions import build_partitions, range_tags
 from pm_accounting_pipeline.defs.raw.assets import build_raw_assets
 from pm_accounting_pipeline.defs.resources import PipelineResource
 from pm_accounting_pipeline.extract.landing import land_files
 from pm_accounting_pipeline.lib.lake import Lake
-from pm_accounting_pipeline_tests.test_core.builders import mapping_dict
+from pm_accounting_pipeline_tests.test_defs.routing import (
+    landed_env,
+    landing_sensor,
+    materialize,
+    rows_accounted_for,
+    sensor_once,
+    without_fallback_rules,
+)
 
 HEADER = (
     "source_id,date,client,client_id,project,project_code,task,person,person_id,email,notes,hours,"
@@ -35,15 +40,7 @@ UK_FILE = ["c1,2026-03-02,Britannia Ltd,,Migration,,Development,Alan Turing,,,,4
 
 @pytest.fixture
 def env(tmp_path: Path) -> tuple[PipelineResource, Path]:
-    data_dir = tmp_path / "data"
-    config = tmp_path / "mapping.yaml"
-    config.write_text(yaml.safe_dump(mapping_dict()), encoding="utf-8")
-    mapping = load_mapping(config)
-    for entity, rows in (("us", US_FILE), ("uk", UK_FILE)):
-        src = tmp_path / f"{entity}.csv"
-        src.write_text("\n".join([HEADER, *rows]) + "\n", encoding="utf-8")
-        assert land_files([src], entity, data_dir, mapping)[0].accepted
-    return PipelineResource(data_dir=str(data_dir), config_path=str(config)), config
+    return landed_env(tmp_path, HEADER, {"us": US_FILE, "uk": UK_FILE})
 
 
 def _raw(resource: PipelineResource, entity: str, day: str) -> pl.DataFrame:
@@ -52,14 +49,7 @@ def _raw(resource: PipelineResource, entity: str, day: str) -> pl.DataFrame:
 
 def _materialize(resource: PipelineResource, config: Path, **kwargs) -> dg.ExecuteInProcessResult:
     (asset,) = build_raw_assets(build_partitions(load_mapping(config)))
-    result = dg.materialize([asset], resources={"pipeline": resource}, **kwargs)
-    assert result.success
-    return result
-
-
-def _check(result: dg.ExecuteInProcessResult) -> dg.AssetCheckEvaluation:
-    (check,) = [c for c in result.get_asset_check_evaluations() if c.check_name == "rows_accounted_for"]
-    return check
+    return materialize(asset, resource, **kwargs)
 
 
 def test_each_partition_gets_its_entitys_rows_exactly_once_whatever_folder_they_came_from(env):
@@ -68,7 +58,7 @@ def test_each_partition_gets_its_entitys_rows_exactly_once_whatever_folder_they_
     # Only its own partition is written; b1 (uk's client) is counted as another partition's row.
     assert sorted(_raw(resource, "us", "2026-03-02")["source_id"]) == ["a1", "n1"]
     assert _raw(resource, "uk", "2026-03-02").height == 0
-    check = _check(us_run)
+    check = rows_accounted_for(us_run)
     assert check.passed
     assert {
         k: check.metadata[k].value for k in ("rows_read", "written", "other_partitions", "quarantined")
@@ -95,19 +85,17 @@ def test_each_partition_gets_its_entitys_rows_exactly_once_whatever_folder_they_
 def test_one_run_over_both_entities_writes_the_same_rows(env):
     resource, config = env
     result = _materialize(resource, config, tags=range_tags("2026-03-02|uk", "2026-03-02|us"))
-    assert _check(result).passed
+    assert rows_accounted_for(result).passed
     assert sorted(_raw(resource, "uk", "2026-03-02")["source_id"]) == ["b1", "c1"]
     assert sorted(_raw(resource, "us", "2026-03-02")["source_id"]) == ["a1", "n1"]
-    assert _check(result).metadata["other_partitions"].value == 0
+    assert rows_accounted_for(result).metadata["other_partitions"].value == 0
 
 
 def test_rows_no_entity_can_be_given_are_quarantined_under_their_landing_entity(env):
     resource, config = env
-    data = {**mapping_dict(), "entity_assignment": {"precedence": ["project", "client"]}}
-    config.write_text(yaml.safe_dump(data), encoding="utf-8")
-    resource = PipelineResource(data_dir=resource.data_dir, config_path=str(config))
+    resource = without_fallback_rules(resource, config)
     result = _materialize(resource, config, partition_key="2026-03-02|us")
-    assert _check(result).passed
+    assert rows_accounted_for(result).passed
     assert _raw(resource, "us", "2026-03-02")["source_id"].to_list() == ["a1"]
     q = Lake(Path(resource.data_dir) / "lake").read(
         "staging.quarantine", [("us", "2026-03-02")], writer="raw"
@@ -117,9 +105,7 @@ def test_rows_no_entity_can_be_given_are_quarantined_under_their_landing_entity(
 
 def test_sensor_requests_the_partitions_rows_are_assigned_to(env):
     resource, config = env
-    sensor = build_landing_sensor(build_partitions(load_mapping(config)), daily_job, invoice_job)
-    with dg.instance_for_test() as instance:
-        result = sensor(dg.build_sensor_context(instance=instance, resources={"pipeline": resource}))
+    result = sensor_once(resource, config)
     daily = {r.partition_key for r in result.run_requests if r.job_name == daily_job.name}
     # us's file: a1, n1 -> (03-02, us); b1 -> (03-02, uk); b2 -> (03-03, uk). uk's file: c1 -> (03-02, uk).
     assert daily == {"2026-03-02|us", "2026-03-02|uk", "2026-03-03|uk"}
@@ -130,7 +116,7 @@ def test_sensor_requests_the_partitions_rows_are_assigned_to(env):
 
 def test_sensor_does_not_request_the_folders_entity_when_no_row_stays_there(env, tmp_path):
     resource, config = env
-    sensor = build_landing_sensor(build_partitions(load_mapping(config)), daily_job, invoice_job)
+    sensor = landing_sensor(config)
     with dg.instance_for_test() as instance:
         first = sensor(dg.build_sensor_context(instance=instance, resources={"pipeline": resource}))
         src = tmp_path / "late.csv"

@@ -9,20 +9,23 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 import pytest
-import yaml
 
 from pm_accounting_pipeline.config.schema import load_mapping
 from pm_accounting_pipeline.contracts.expenses import RawExpense
 from pm_accounting_pipeline.core.expenses import stage_expenses
 from pm_accounting_pipeline.core.fx_providers import provider_for
-from pm_accounting_pipeline.defs.automation import build_landing_sensor
 from pm_accounting_pipeline.defs.expenses.assets import build_expense_assets
-from pm_accounting_pipeline.defs.jobs import daily_job, invoice_job
+from pm_accounting_pipeline.defs.jobs import daily_job
 from pm_accounting_pipeline.defs.partitions import build_partitions, range_tags
 from pm_accounting_pipeline.defs.resources import PipelineResource
-from pm_accounting_pipeline.extract.landing import land_files
 from pm_accounting_pipeline.lib.lake import Lake
-from pm_accounting_pipeline_tests.test_core.builders import mapping_dict
+from pm_accounting_pipeline_tests.test_defs.routing import (
+    landed_env,
+    materialize,
+    rows_accounted_for,
+    sensor_once,
+    without_fallback_rules,
+)
 
 HEADER = (
     "Date,Client,Project,Project Code,Category,Notes,Amount,Units,Billable?,Invoiced?,Approved?,"
@@ -41,15 +44,7 @@ UK_FILE = [  # uk writes decimal commas
 
 @pytest.fixture
 def env(tmp_path: Path) -> tuple[PipelineResource, Path]:
-    data_dir = tmp_path / "data"
-    config = tmp_path / "mapping.yaml"
-    config.write_text(yaml.safe_dump(mapping_dict()), encoding="utf-8")
-    mapping = load_mapping(config)
-    for entity, rows in (("us", US_FILE), ("uk", UK_FILE)):
-        src = tmp_path / f"{entity}-expenses.csv"
-        src.write_text("\n".join([HEADER, *rows]) + "\n", encoding="utf-8")
-        assert land_files([src], entity, data_dir, mapping)[0].accepted
-    return PipelineResource(data_dir=str(data_dir), config_path=str(config)), config
+    return landed_env(tmp_path, HEADER, {"us": US_FILE, "uk": UK_FILE}, suffix="-expenses")
 
 
 def _raw(resource: PipelineResource, entity: str, day: str) -> pl.DataFrame:
@@ -58,14 +53,7 @@ def _raw(resource: PipelineResource, entity: str, day: str) -> pl.DataFrame:
 
 def _materialize(resource: PipelineResource, config: Path, **kwargs) -> dg.ExecuteInProcessResult:
     raw_asset = build_expense_assets(build_partitions(load_mapping(config)))[0]
-    result = dg.materialize([raw_asset], resources={"pipeline": resource}, **kwargs)
-    assert result.success
-    return result
-
-
-def _check(result: dg.ExecuteInProcessResult) -> dg.AssetCheckEvaluation:
-    (check,) = [c for c in result.get_asset_check_evaluations() if c.check_name == "rows_accounted_for"]
-    return check
+    return materialize(raw_asset, resource, **kwargs)
 
 
 def test_an_expense_landed_for_us_for_uks_client_goes_to_uk_exactly_once(env):
@@ -73,7 +61,7 @@ def test_an_expense_landed_for_us_for_uks_client_goes_to_uk_exactly_once(env):
     us_run = _materialize(resource, config, partition_key="2026-03-02|us")
     us = _raw(resource, "us", "2026-03-02")
     assert sorted(us["notes"]) == ["Lunch", "Train"]  # Nobody Ltd stays with its folder (pm_account)
-    check = _check(us_run)
+    check = rows_accounted_for(us_run)
     assert check.passed
     assert {
         k: check.metadata[k].value for k in ("rows_read", "written", "other_partitions", "quarantined")
@@ -105,8 +93,8 @@ def test_an_expense_landed_for_us_for_uks_client_goes_to_uk_exactly_once(env):
 def test_one_run_over_both_entities_writes_every_expense_once(env):
     resource, config = env
     result = _materialize(resource, config, tags=range_tags("2026-03-02|uk", "2026-03-03|us"))
-    assert _check(result).passed
-    assert _check(result).metadata["other_partitions"].value == 0
+    assert rows_accounted_for(result).passed
+    assert rows_accounted_for(result).metadata["other_partitions"].value == 0
     assert sorted(_raw(resource, "uk", "2026-03-02")["notes"]) == ["Hotel", "Parking"]
     assert _raw(resource, "uk", "2026-03-03")["notes"].to_list() == ["Taxi"]
     assert _raw(resource, "us", "2026-03-03").height == 0
@@ -114,11 +102,9 @@ def test_one_run_over_both_entities_writes_every_expense_once(env):
 
 def test_expenses_no_entity_can_be_given_are_quarantined_under_their_landing_entity(env):
     resource, config = env
-    data = {**mapping_dict(), "entity_assignment": {"precedence": ["project", "client"]}}
-    config.write_text(yaml.safe_dump(data), encoding="utf-8")
-    resource = PipelineResource(data_dir=resource.data_dir, config_path=str(config))
+    resource = without_fallback_rules(resource, config)
     result = _materialize(resource, config, partition_key="2026-03-02|us")
-    assert _check(result).passed
+    assert rows_accounted_for(result).passed
     assert _raw(resource, "us", "2026-03-02")["notes"].to_list() == ["Train"]
     q = Lake(Path(resource.data_dir) / "lake").read(
         "staging.quarantine", [("us", "2026-03-02")], writer="expense_raw"
@@ -129,9 +115,7 @@ def test_expenses_no_entity_can_be_given_are_quarantined_under_their_landing_ent
 
 def test_sensor_requests_the_partitions_expenses_are_assigned_to(env):
     resource, config = env
-    sensor = build_landing_sensor(build_partitions(load_mapping(config)), daily_job, invoice_job)
-    with dg.instance_for_test() as instance:
-        result = sensor(dg.build_sensor_context(instance=instance, resources={"pipeline": resource}))
+    result = sensor_once(resource, config)
     daily = {r.partition_key for r in result.run_requests if r.job_name == daily_job.name}
     # us's file: Train, Lunch -> (03-02, us); Hotel -> (03-02, uk); Taxi -> (03-03, uk) (not 03-03|us).
     assert daily == {"2026-03-02|us", "2026-03-02|uk", "2026-03-03|uk"}
