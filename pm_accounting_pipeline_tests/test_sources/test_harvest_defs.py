@@ -9,7 +9,6 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 import pytest
-import yaml
 
 from pm_accounting_pipeline.defs.resources import PipelineResource
 from pm_accounting_pipeline.defs.sources import (
@@ -19,7 +18,8 @@ from pm_accounting_pipeline.defs.sources import (
     build_harvest_sensor,
 )
 from pm_accounting_pipeline.lib.lake import Lake
-from pm_accounting_pipeline_tests.test_sources.harvest_dataset import TOKEN, US_ACCOUNT
+from pm_accounting_pipeline_tests.test_sources.harvest_dataset import US_ACCOUNT
+from pm_accounting_pipeline_tests.test_sources.harvest_setup import harvest_resource, write_two_entity_mapping
 
 PARTITIONS = dg.MultiPartitionsDefinition(
     {
@@ -31,15 +31,7 @@ PARTITIONS = dg.MultiPartitionsDefinition(
 
 @pytest.fixture
 def harvest(sandbox, tmp_path: Path) -> HarvestApiResource:
-    return HarvestApiResource(
-        token=TOKEN,
-        accounts={US_ACCOUNT: "us"},
-        data_dir=str(tmp_path / "data"),
-        base_url=sandbox.url,
-        per_page=50,
-        retry_wait_initial_s=0.005,
-        retry_wait_max_s=0.02,
-    )
+    return harvest_resource(sandbox, tmp_path / "data")
 
 
 @pytest.fixture
@@ -58,23 +50,7 @@ def instance():
 
 def _mapping(tmp_path: Path, clients: list[dict] | None = None) -> str:
     """A mapping document with the two entities (and `clients`); the asset assigns entities with it."""
-    doc = {
-        "version": 1,
-        "start_date": "2026-08-01",
-        "entities": [
-            {
-                "id": "us",
-                "name": "Acme US Inc",
-                "functional_currency": "USD",
-                "harvest_account_ids": [US_ACCOUNT],
-            },
-            {"id": "uk", "name": "Acme UK Ltd", "functional_currency": "GBP"},
-        ],
-        "clients": clients or [],
-    }
-    path = tmp_path / "mapping.yaml"
-    path.write_text(yaml.safe_dump(doc), encoding="utf-8")
-    return str(path)
+    return write_two_entity_mapping(tmp_path, clients=clients or [])
 
 
 def _tick(sensor, harvest, instance, cursor=None, clients: list[dict] | None = None) -> dg.SensorResult:

@@ -10,16 +10,19 @@ from pathlib import Path
 
 import dagster as dg
 import polars as pl
-import yaml
 
 from pm_accounting_pipeline.config.schema import load_mapping
 from pm_accounting_pipeline.core.checks import assert_balanced
 from pm_accounting_pipeline.defs.expenses import build_expense_assets
 from pm_accounting_pipeline.defs.partitions import build_partitions
 from pm_accounting_pipeline.defs.resources import PipelineResource
-from pm_accounting_pipeline.defs.sources import HarvestApiResource, build_harvest_api_assets
+from pm_accounting_pipeline.defs.sources import build_harvest_api_assets
 from pm_accounting_pipeline.lib.lake import Lake
-from pm_accounting_pipeline_tests.test_sources.harvest_dataset import TOKEN, US_ACCOUNT
+from pm_accounting_pipeline_tests.test_sources.harvest_setup import (
+    by_spent_date,
+    harvest_resource,
+    write_two_entity_mapping,
+)
 
 
 def _mapping(tmp_path: Path, expenses: list[dict], uk_clients: frozenset[str] = frozenset()) -> str:
@@ -27,54 +30,31 @@ def _mapping(tmp_path: Path, expenses: list[dict], uk_clients: frozenset[str] = 
     `uk_clients` to uk)."""
     clients = {o["client"]["name"]: o["client"]["currency"] for o in expenses}
     projects = {(o["client"]["name"], o["project"]["name"], o["project"]["code"]) for o in expenses}
-    doc = {
-        "version": 1,
-        "start_date": "2026-08-01",
-        "entities": [
-            {
-                "id": "us",
-                "name": "Acme US Inc",
-                "functional_currency": "USD",
-                "harvest_account_ids": [US_ACCOUNT],
-            },
-            {"id": "uk", "name": "Acme UK Ltd", "functional_currency": "GBP"},
-        ],
-        "clients": [
+    return write_two_entity_mapping(
+        tmp_path,
+        clients=[
             {"name": n, "customer_ref": f"C-{i}", "entity": "uk" if n in uk_clients else "us", "currency": c}
             for i, (n, c) in enumerate(sorted(clients.items()))
         ],
-        "projects": [
+        projects=[
             {"name": p, "client": c, **({"code": code} if code else {}), "customer_job": f"{c}:{p}"}
             for c, p, code in sorted(projects, key=str)
         ],
-        "expenses": {"markup_pct": "10"},
-    }
-    path = tmp_path / "mapping.yaml"
-    path.write_text(yaml.safe_dump(doc), encoding="utf-8")
-    return str(path)
+        expenses={"markup_pct": "10"},
+    )
 
 
 def test_api_expenses_are_staged_and_accrued_and_a_deleted_one_leaves_the_day(
     sandbox, tmp_path: Path
 ) -> None:
     expenses = sandbox.objects("expenses")
-    by_day: dict[str, list[dict]] = {}
-    for o in expenses:
-        by_day.setdefault(o["spent_date"], []).append(o)
+    by_day = by_spent_date(expenses)
     # The newest day with two expenses, so the deletion falls inside the re-checked trailing window.
     day = max(d for d, objs in by_day.items() if len(objs) >= 2)
     of_day = sorted(by_day[day], key=lambda o: o["id"])
     config = _mapping(tmp_path, expenses)
     mapping = load_mapping(config)
-    harvest = HarvestApiResource(
-        token=TOKEN,
-        accounts={US_ACCOUNT: "us"},
-        data_dir=str(tmp_path / "data"),
-        base_url=sandbox.url,
-        per_page=50,
-        retry_wait_initial_s=0.005,
-        retry_wait_max_s=0.02,
-    )
+    harvest = harvest_resource(sandbox, tmp_path / "data")
     parts = build_partitions(mapping)
     raw_asset = build_harvest_api_assets(parts.daily)[0]
     _, staged_asset, accrual_asset = build_expense_assets(parts)
@@ -133,9 +113,7 @@ def test_api_expenses_are_staged_and_accrued_and_a_deleted_one_leaves_the_day(
 
 def test_an_api_expense_of_the_us_account_for_a_uk_client_goes_to_uk_once(sandbox, tmp_path: Path) -> None:
     expenses = sandbox.objects("expenses")
-    by_day: dict[str, list[dict]] = {}
-    for o in expenses:
-        by_day.setdefault(o["spent_date"], []).append(o)
+    by_day = by_spent_date(expenses)
     # A day with expenses of at least two clients: one of them is billed by uk.
     day, of_day = next(
         (d, objs) for d, objs in sorted(by_day.items()) if len({o["client"]["name"] for o in objs}) >= 2
@@ -143,15 +121,7 @@ def test_an_api_expense_of_the_us_account_for_a_uk_client_goes_to_uk_once(sandbo
     uk_client = sorted({o["client"]["name"] for o in of_day})[0]
     config = _mapping(tmp_path, expenses, frozenset({uk_client}))
     mapping = load_mapping(config)
-    harvest = HarvestApiResource(
-        token=TOKEN,
-        accounts={US_ACCOUNT: "us"},
-        data_dir=str(tmp_path / "data"),
-        base_url=sandbox.url,
-        per_page=50,
-        retry_wait_initial_s=0.005,
-        retry_wait_max_s=0.02,
-    )
+    harvest = harvest_resource(sandbox, tmp_path / "data")
     raw_asset = build_harvest_api_assets(build_partitions(mapping).daily)[0]
     resources = {
         "pipeline": PipelineResource(data_dir=harvest.data_dir, config_path=config),
