@@ -14,6 +14,28 @@ from pm_accounting_pipeline.contracts.layers import polars_schema
 EXTRACTED_AT = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
 
 
+def exempt_client() -> dict[str, Any]:
+    """A us client in USD whose invoices carry no tax (tax profile `exempt`), as a mapping entry."""
+    return {
+        "name": "Exempt Foundation",
+        "customer_ref": "C-EXEMPT",
+        "entity": "us",
+        "currency": "USD",
+        "tax_profile": "exempt",
+    }
+
+
+def trusted_client() -> dict[str, Any]:
+    """A us client in USD whose work and expenses are billed without approval, as a mapping entry."""
+    return {
+        "name": "Trusted Client",
+        "customer_ref": "C-TRUST",
+        "entity": "us",
+        "currency": "USD",
+        "require_approval": False,
+    }
+
+
 def mapping_dict() -> dict[str, Any]:
     """Two entities (US in USD, UK in GBP) with clients billing in USD, GBP, JPY and KWD."""
     return {
@@ -42,20 +64,8 @@ def mapping_dict() -> dict[str, Any]:
             },
             {"name": "Tokyo Trading KK", "customer_ref": "C-TOKYO", "entity": "us", "currency": "JPY"},
             {"name": "Gulf Partners", "customer_ref": "C-GULF", "entity": "us", "currency": "KWD"},
-            {
-                "name": "Exempt Foundation",
-                "customer_ref": "C-EXEMPT",
-                "entity": "us",
-                "currency": "USD",
-                "tax_profile": "exempt",
-            },
-            {
-                "name": "Trusted Client",
-                "customer_ref": "C-TRUST",
-                "entity": "us",
-                "currency": "USD",
-                "require_approval": False,
-            },
+            exempt_client(),
+            trusted_client(),
             {"name": "Britannia Ltd", "customer_ref": "C-BRIT", "entity": "uk", "currency": "GBP"},
             {"name": "Euro Client GmbH", "customer_ref": "C-EURO", "entity": "uk", "currency": "EUR"},
         ],

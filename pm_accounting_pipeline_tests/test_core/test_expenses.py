@@ -26,6 +26,7 @@ from pm_accounting_pipeline.core.invoicing import build_invoices
 from pm_accounting_pipeline.extract import formats as F
 from pm_accounting_pipeline.extract.parse import parse_bytes, sniff_format
 from pm_accounting_pipeline.sources.harvest_api.to_raw import canonical_records, expenses_to_raw
+from pm_accounting_pipeline_tests.test_core.builders import exempt_client, trusted_client
 
 AT = datetime(2026, 4, 2, 8, 0, tzinfo=UTC)
 HEADER = (
@@ -87,20 +88,8 @@ def mapping_data(**expenses: Any) -> dict[str, Any]:
         ],
         "clients": [
             {"name": "Acme Corporation", "customer_ref": "C-ACME", "entity": "us", "currency": "USD"},
-            {
-                "name": "Exempt Foundation",
-                "customer_ref": "C-EXEMPT",
-                "entity": "us",
-                "currency": "USD",
-                "tax_profile": "exempt",
-            },
-            {
-                "name": "Trusted Client",
-                "customer_ref": "C-TRUST",
-                "entity": "us",
-                "currency": "USD",
-                "require_approval": False,
-            },
+            exempt_client(),
+            trusted_client(),
             {"name": "Tokyo Trading", "customer_ref": "C-TOKYO", "entity": "us", "currency": "JPY"},
             {"name": "Britannia Ltd", "customer_ref": "C-BRIT", "entity": "uk", "currency": "GBP"},
         ],
