@@ -306,6 +306,31 @@ _DECIMAL_OUTPUTS = (
 )
 
 
+def billing_status(source_billable: pl.Expr, approved: pl.Expr) -> pl.Expr:
+    """The billing status of a mapped row (time entry or expense): "internal" when its project
+    (`project_billable`) is not billable; "non_billable" when `source_billable` is false;
+    "held_unapproved" when approval is required (`require_approval`) and it is not `approved`;
+    else "billable"."""
+    return (
+        pl.when(~pl.col("project_billable"))
+        .then(pl.lit("internal"))
+        .when(~source_billable)
+        .then(pl.lit("non_billable"))
+        .when(pl.col("require_approval") & ~approved)
+        .then(pl.lit("held_unapproved"))
+        .otherwise(pl.lit("billable"))
+    )
+
+
+def first_reason(conditions: dict[str, pl.Expr], priority: tuple[str, ...]) -> pl.Expr:
+    """Per row, the first reason of `priority` whose condition holds (a null condition does not),
+    or null when none does: the quarantine reason of a layer."""
+    reason: pl.Expr = pl.lit(None, dtype=pl.String)
+    for code in reversed(priority):
+        reason = pl.when(conditions[code].fill_null(False)).then(pl.lit(code)).otherwise(reason)
+    return reason
+
+
 def _map_context(
     d: pl.DataFrame,
     clients: pl.DataFrame,
@@ -334,15 +359,7 @@ def _map_context(
     )
     source_billable = pl.coalesce(pl.col("billable_val"), pl.col("billable_by_default"), pl.lit(True))
     approved = pl.col("approved_val").fill_null(False)
-    status = (
-        pl.when(~pl.col("project_billable"))
-        .then(pl.lit("internal"))
-        .when(~source_billable)
-        .then(pl.lit("non_billable"))
-        .when(pl.col("require_approval") & ~approved)
-        .then(pl.lit("held_unapproved"))
-        .otherwise(pl.lit("billable"))
-    )
+    status = billing_status(source_billable, approved)
     default_account = pl.col("entity").replace_strict(service_revenue, return_dtype=pl.String)
     # Only what the reasons, details and work items need travels back to the million rows.
     return d.select(
@@ -631,10 +648,7 @@ def clean_and_map(raw: pl.DataFrame, mapping: MappingDocument) -> CleanResult:
         "duplicate_conflict": pl.col("_dup_reason") == "duplicate_conflict",
         "duplicate_exact": pl.col("_dup_reason") == "duplicate_exact",
     }
-    reason: pl.Expr = pl.lit(None, dtype=pl.String)
-    for code in reversed(CLEAN_REASONS):
-        reason = pl.when(conditions[code].fill_null(False)).then(pl.lit(code)).otherwise(reason)
-    lf = df.with_columns(_reason=reason).lazy()
+    lf = df.with_columns(_reason=first_reason(conditions, CLEAN_REASONS)).lazy()
 
     # Lazy, so only the columns each output needs are filtered.
     bad = _with_gathered(lf.filter(pl.col("_reason").is_not_null()), context, people, _DETAIL_COLUMNS)

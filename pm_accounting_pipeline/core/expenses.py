@@ -57,7 +57,9 @@ from pm_accounting_pipeline.core.clean import (
     _map_references,
     _number_columns,
     _q,
+    billing_status,
     client_frame,
+    first_reason,
     normalise_name,
     project_frame,
     quarantine_frame,
@@ -226,24 +228,13 @@ def stage_expenses(
         "duplicate_conflict": pl.col("_dup_reason") == "duplicate_conflict",
         "duplicate_exact": pl.col("_dup_reason") == "duplicate_exact",
     }
-    reason: pl.Expr = pl.lit(None, dtype=pl.String)
-    for code in reversed(EXPENSE_REASONS):
-        reason = pl.when(conditions[code].fill_null(False)).then(pl.lit(code)).otherwise(reason)
-    d = d.with_columns(_reason=reason)
+    d = d.with_columns(_reason=first_reason(conditions, EXPENSE_REASONS))
     bad = d.filter(pl.col("_reason").is_not_null())
     good, no_rate = _in_billing_currency(d.filter(pl.col("_reason").is_null()), mapping, provider)
 
     source_billable = pl.coalesce("billable_val", "cat_billable_default", pl.lit(True))
     approved = pl.col("approved_val").fill_null(False)
-    status = (
-        pl.when(~pl.col("project_billable"))
-        .then(pl.lit("internal"))
-        .when(~source_billable)
-        .then(pl.lit("non_billable"))
-        .when(pl.col("require_approval") & ~approved)
-        .then(pl.lit("held_unapproved"))
-        .otherwise(pl.lit("billable"))
-    )
+    status = billing_status(source_billable, approved)
     good = good.with_columns(
         billing_status=status,
         is_billable=pl.col("project_billable") & source_billable,
