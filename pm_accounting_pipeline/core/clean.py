@@ -658,22 +658,31 @@ def clean_and_map(raw: pl.DataFrame, mapping: MappingDocument) -> CleanResult:
     return CleanResult(work_items=work_items, quarantine=quarantine)
 
 
+SOURCE_KEY = ["source_system", "source_id"]  # one source record: its copies share this key
+
+
+def copy_marks(content: tuple[str, ...], seed: int) -> dict[str, pl.Expr]:
+    """Where each row stands among the copies of its source record (`SOURCE_KEY`), for a frame
+    ordered by source file and row within each record: `_variants`, how many different contents
+    (the `content` columns, hashed with `seed`) the record has; `_first_file` and `_first_row`,
+    where its first copy stands; `_is_first`, whether the row is that first copy."""
+    return {
+        "_variants": pl.struct([pl.col(c) for c in content]).hash(seed=seed).n_unique().over(SOURCE_KEY),
+        "_first_file": pl.col("source_file").first().over(SOURCE_KEY),
+        "_first_row": pl.col("source_row").first().over(SOURCE_KEY),
+        "_is_first": pl.int_range(pl.len()).over(SOURCE_KEY) == 0,
+    }
+
+
 def _duplicate_status(dups: pl.DataFrame) -> pl.DataFrame:
     """For rows whose source id repeats: conflict (content differs: all copies) or exact (later copies)."""
     schema = {"_row": pl.UInt32, "_dup_reason": pl.String, "_dup_detail": pl.String}
     if dups.height == 0:
         return pl.DataFrame(schema=schema)
-    content = pl.struct([pl.col(c) for c in _CONTENT_COLUMNS]).hash(seed=0xD0B)
-    ordered = dups.with_columns(_content=content).sort(
-        "source_system", "source_id", "source_file", "source_row"
-    )
-    key = ["source_system", "source_id"]
+    ordered = dups.sort("source_system", "source_id", "source_file", "source_row")
     out = ordered.with_columns(
-        _variants=pl.col("_content").n_unique().over(key),
-        _copies=pl.len().over(key),
-        _first_file=pl.col("source_file").first().over(key),
-        _first_row=pl.col("source_row").first().over(key),
-        _is_first=pl.int_range(pl.len()).over(key) == 0,
+        **copy_marks(_CONTENT_COLUMNS, seed=0xD0B),
+        _copies=pl.len().over(SOURCE_KEY),
     )
     return out.select(
         "_row",

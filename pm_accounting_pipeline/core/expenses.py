@@ -59,6 +59,7 @@ from pm_accounting_pipeline.core.clean import (
     _q,
     billing_status,
     client_frame,
+    copy_marks,
     first_reason,
     normalise_name,
     project_frame,
@@ -385,18 +386,15 @@ def _in_billing_currency(
 
 def _with_duplicates(d: pl.DataFrame) -> pl.DataFrame:
     """`_dup_reason`: a source id seen with different contents (every copy) or seen again (later copies)."""
-    key = ["source_system", "source_id"]
-    content = pl.struct([pl.col(c) for c in _CONTENT]).hash(seed=0xE0E)
-    first = pl.int_range(pl.len()).over(key) == 0
-    out = d.sort("source_file", "source_row").with_columns(
-        _dup_reason=pl.when(content.n_unique().over(key) > 1)
+    marks = copy_marks(_CONTENT, seed=0xE0E)
+    return d.sort("source_file", "source_row").with_columns(
+        _dup_reason=pl.when(marks["_variants"] > 1)
         .then(pl.lit("duplicate_conflict"))
-        .when(~first)
+        .when(~marks["_is_first"])
         .then(pl.lit("duplicate_exact")),
-        _first_file=pl.col("source_file").sort_by("source_file", "source_row").first().over(key),
-        _first_row=pl.col("source_row").sort_by("source_file", "source_row").first().over(key),
+        _first_file=marks["_first_file"],
+        _first_row=marks["_first_row"],
     )
-    return out
 
 
 def _quarantine_rows(bad: pl.DataFrame) -> pl.DataFrame:
