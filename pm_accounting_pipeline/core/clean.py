@@ -715,6 +715,31 @@ def _q(v: str) -> pl.Expr:
     return pl.concat_str([pl.lit("'"), pl.col(v).fill_null(""), pl.lit("'")])
 
 
+def missing_reference_labels() -> list[pl.Expr]:
+    """The label "client" when a row names neither a client nor a client id, "project" when it names
+    neither a project nor a project code (else null): the first labels of a `missing_required` detail."""
+    return [
+        pl.when(pl.col("client_s").is_null() & pl.col("client_id_s").is_null()).then(pl.lit("client")),
+        pl.when(pl.col("project_s").is_null() & pl.col("project_code_s").is_null()).then(pl.lit("project")),
+    ]
+
+
+def bad_flag_detail() -> pl.Expr:
+    """The `bad_flag` detail: the billable flag quoted when it cannot be read, else the approved flag."""
+    return pl.concat_str(
+        [
+            pl.when(pl.col("billable_bad")).then(pl.lit("billable ")).otherwise(pl.lit("approved ")),
+            pl.when(pl.col("billable_bad")).then(_q("billable_raw")).otherwise(_q("approved_raw")),
+            pl.lit(" is not a yes/no value"),
+        ]
+    )
+
+
+def unknown_currency_detail() -> pl.Expr:
+    """The `unknown_currency` detail: the row's currency quoted."""
+    return pl.concat_str([pl.lit("currency "), _q("currency_raw"), pl.lit(" is not an ISO 4217 code")])
+
+
 def quarantine_frame(
     rows: pl.DataFrame, *, partition_date: str, layer: str, reason: pl.Expr, detail: pl.Expr
 ) -> pl.DataFrame:
@@ -848,10 +873,7 @@ def _quarantine_rows(bad: pl.DataFrame, max_hours: Decimal) -> pl.DataFrame:
     r = pl.col("_reason")
     missing_fields = pl.concat_str(
         [
-            pl.when(pl.col("client_s").is_null() & pl.col("client_id_s").is_null()).then(pl.lit("client")),
-            pl.when(pl.col("project_s").is_null() & pl.col("project_code_s").is_null()).then(
-                pl.lit("project")
-            ),
+            *missing_reference_labels(),
             pl.when(pl.col("task_s").is_null()).then(pl.lit("task")),
             pl.when(pl.col("person_s").is_null() & pl.col("person_id_s").is_null()).then(pl.lit("person")),
             pl.when(pl.col("hours_e").is_null() & ~pl.col("hours_bad")).then(pl.lit("hours")),
@@ -910,17 +932,9 @@ def _quarantine_rows(bad: pl.DataFrame, max_hours: Decimal) -> pl.DataFrame:
             )
         )
         .when(r == "bad_flag")
-        .then(
-            pl.concat_str(
-                [
-                    pl.when(pl.col("billable_bad")).then(pl.lit("billable ")).otherwise(pl.lit("approved ")),
-                    pl.when(pl.col("billable_bad")).then(_q("billable_raw")).otherwise(_q("approved_raw")),
-                    pl.lit(" is not a yes/no value"),
-                ]
-            )
-        )
+        .then(bad_flag_detail())
         .when(r == "unknown_currency")
-        .then(pl.concat_str([pl.lit("currency "), _q("currency_raw"), pl.lit(" is not an ISO 4217 code")]))
+        .then(unknown_currency_detail())
         .when(r == "currency_mismatch")
         .then(
             pl.format(

@@ -57,14 +57,17 @@ from pm_accounting_pipeline.core.clean import (
     _map_references,
     _number_columns,
     _q,
+    bad_flag_detail,
     billing_status,
     client_frame,
     copy_marks,
     first_reason,
+    missing_reference_labels,
     normalise_name,
     project_frame,
     quarantine_frame,
     task_frame,
+    unknown_currency_detail,
 )
 from pm_accounting_pipeline.core.fx import RateProvider, enrich
 from pm_accounting_pipeline.core.fx_providers import attach_rates, convert_minor_expr
@@ -401,10 +404,7 @@ def _quarantine_rows(bad: pl.DataFrame) -> pl.DataFrame:
     r = pl.col("_reason")
     missing_fields = pl.concat_str(
         [
-            pl.when(pl.col("client_s").is_null() & pl.col("client_id_s").is_null()).then(pl.lit("client")),
-            pl.when(pl.col("project_s").is_null() & pl.col("project_code_s").is_null()).then(
-                pl.lit("project")
-            ),
+            *missing_reference_labels(),
             pl.when(pl.col("category_s").is_null()).then(pl.lit("category")),
             pl.when(pl.col("_person_missing")).then(pl.lit("person")),
             pl.when(pl.col("amount_e").is_null() & ~pl.col("amount_bad")).then(pl.lit("amount")),
@@ -429,15 +429,9 @@ def _quarantine_rows(bad: pl.DataFrame) -> pl.DataFrame:
             )
         )
         .when(r == "bad_flag")
-        .then(
-            pl.when(pl.col("billable_bad"))
-            .then(pl.concat_str([pl.lit("billable "), _q("billable_raw"), pl.lit(" is not a yes/no value")]))
-            .otherwise(
-                pl.concat_str([pl.lit("approved "), _q("approved_raw"), pl.lit(" is not a yes/no value")])
-            )
-        )
+        .then(bad_flag_detail())
         .when(r == "unknown_currency")
-        .then(pl.concat_str([pl.lit("currency "), _q("currency_raw"), pl.lit(" is not an ISO 4217 code")]))
+        .then(unknown_currency_detail())
         .when(r == "unknown_client")
         .then(pl.concat_str([pl.lit("client "), _q("client"), pl.lit(" has no mapping to a customer")]))
         .when(r == "unknown_project")
