@@ -4,9 +4,11 @@ approved it or when) as an approval feed for core/approvals.py."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import polars as pl
 
+from pm_accounting_pipeline.sources.harvest_api.client import HarvestClient
 from pm_accounting_pipeline.sources.harvest_api.sync import approvals_feed_path, sync_account
 from pm_accounting_pipeline_tests.test_sources.conftest import NOW, US
 
@@ -15,11 +17,16 @@ def _clock(at: datetime = NOW):
     return lambda: at
 
 
-def test_sync_records_when_it_first_sees_an_entry_approved(sandbox, make_client, sync_config):
+def _first_sync(make_client, sync_config) -> tuple[HarvestClient, Path, pl.DataFrame]:
+    """A first sync of the us account at NOW: its client, the approval feed's path and the feed read back."""
     client = make_client()
     sync_account(client, US, sync_config, clock=_clock())
     feed_path = approvals_feed_path(sync_config, US)
-    feed = pl.read_csv(feed_path, infer_schema=False)
+    return client, feed_path, pl.read_csv(feed_path, infer_schema=False)
+
+
+def test_sync_records_when_it_first_sees_an_entry_approved(sandbox, make_client, sync_config):
+    client, feed_path, feed = _first_sync(make_client, sync_config)
     first = feed.filter(pl.col("source_system") == "harvest_api")
     approved = {
         str(o["id"]): o["updated_at"]
@@ -48,10 +55,7 @@ def test_sync_records_when_it_first_sees_an_entry_approved(sandbox, make_client,
 
 
 def test_sync_records_when_it_first_sees_an_expense_approved(sandbox, make_client, sync_config):
-    client = make_client()
-    sync_account(client, US, sync_config, clock=_clock())
-    feed_path = approvals_feed_path(sync_config, US)
-    feed = pl.read_csv(feed_path, infer_schema=False)
+    client, feed_path, feed = _first_sync(make_client, sync_config)
     # Expenses are named harvest_api_expense: their ids are not the account's time-entry ids.
     first = feed.filter(pl.col("source_system") == "harvest_api_expense")
     expenses = sorted(sandbox.objects("expenses"), key=lambda o: o["id"])
