@@ -40,7 +40,14 @@ CANONICAL_APPROVAL_FIELDS: tuple[str, ...] = ("approved_by", "approved_at")
 HARVEST_REQUIRED: tuple[str, ...] = ("date", "client", "project", "task", "hours", "first name", "last name")
 TOGGL_REQUIRED: tuple[str, ...] = ("user", "project", "start date", "duration")
 # Harvest's expense export also needs an amount column: `Amount` or `Total Amount` (EXPENSE_AMOUNT).
-HARVEST_EXPENSE_REQUIRED: tuple[str, ...] = ("date", "client", "project", "category", "first name", "last name")
+HARVEST_EXPENSE_REQUIRED: tuple[str, ...] = (
+    "date",
+    "client",
+    "project",
+    "category",
+    "first name",
+    "last name",
+)
 EXPENSE_AMOUNT: tuple[str, ...] = ("amount", "total amount")
 
 # Harvest columns that record where an entry is in its workflow rather than what the work was. They
@@ -150,7 +157,9 @@ def detect(headers: Headers, container: str, hint: str | None, source_file: str)
     columns, which is a more useful message than "unknown format".
     """
     candidates = (
-        [CANONICAL_JSON] if container == "json" else [CANONICAL_CSV, TOGGL_CSV, HARVEST_CSV, HARVEST_EXPENSE_CSV]
+        [CANONICAL_JSON]
+        if container == "json"
+        else [CANONICAL_CSV, TOGGL_CSV, HARVEST_CSV, HARVEST_EXPENSE_CSV]
     )
     if hint is not None:
         if hint not in FORMATS:
