@@ -272,13 +272,13 @@ def test_dagster_bill_through_job(weekly_env) -> None:
 
     data_dir = weekly_env["PM_ACCOUNTING_DATA"]
     result = bill_through_job.execute_in_process(
-        run_config={"ops": {"bill_through": {"config": {"through": "2026-03-15", "entities": ["us"]}}}},
+        run_config={"ops": {"issue_documents_through": {"config": {"through": "2026-03-15", "entities": ["us"]}}}},
         resources={
             "pipeline": PipelineResource(data_dir=data_dir, config_path=weekly_env["PM_ACCOUNTING_CONFIG"])
         },
     )
     assert result.success
-    [mat] = result.asset_materializations_for_node("bill_through")
+    [mat] = result.asset_materializations_for_node("issue_documents_through")
     assert mat.partition == "2026-03-01|us"
     assert mat.metadata["invoices_by_cycle"].value == {"weekly": 2}
     docs = Books(Path(data_dir), _mapping("weekly")).table("ledger.billing_documents")

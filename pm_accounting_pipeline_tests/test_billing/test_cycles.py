@@ -254,13 +254,13 @@ def test_dagster_job_records_and_issues_an_on_demand_request(on_demand_env) -> N
 
     data_dir = on_demand_env["PM_ACCOUNTING_DATA"]
     result = bill_on_demand_job.execute_in_process(
-        run_config={"ops": {"bill_on_demand": {"config": {"client": "C-ACME", "through": "2026-03-31"}}}},
+        run_config={"ops": {"issue_on_demand_request": {"config": {"client": "C-ACME", "through": "2026-03-31"}}}},
         resources={
             "pipeline": PipelineResource(data_dir=data_dir, config_path=on_demand_env["PM_ACCOUNTING_CONFIG"])
         },
     )
     assert result.success
-    [mat] = result.asset_materializations_for_node("bill_on_demand")
+    [mat] = result.asset_materializations_for_node("issue_on_demand_request")
     assert mat.partition == "2026-03-01|us"
     assert mat.metadata["invoices_by_cycle"].value == {"on_demand": 1}
     docs = Books(Path(data_dir), parse_mapping(yaml_load(on_demand_env))).table("ledger.billing_documents")

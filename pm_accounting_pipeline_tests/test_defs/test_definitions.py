@@ -114,6 +114,17 @@ def test_definitions_load_from_the_packaged_example_without_any_data() -> None:
     assert defs.resolve_asset_graph().get_all_asset_keys()
 
 
+def test_the_code_location_passes_dagsters_own_validation(demo_env) -> None:
+    """What `dagster dev` / `dagster definitions validate` check when they load the location:
+    every job resolvable, op and graph names unique across the repository."""
+    from pm_accounting_pipeline.definitions import defs as packaged
+
+    for defs in (_defs(demo_env), packaged):
+        dg.Definitions.validate_loadable(defs)
+        repo = defs.get_repository_def()
+        assert len(repo.get_all_jobs()) == len(repo.job_names)
+
+
 def test_packaged_example_mapping_is_the_generators_default_output() -> None:
     from pm_accounting_pipeline.demo.generator import DemoConfig, generate
     from pm_accounting_pipeline.lib.settings import EXAMPLE_MAPPING

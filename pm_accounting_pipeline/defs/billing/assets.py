@@ -171,7 +171,7 @@ class OnDemandRequest(dg.Config):
 
 
 @dg.op(
-    name="bill_on_demand",
+    name="issue_on_demand_request",
     description="Record an on-demand billing request (landing/<entity>/billing_requests) and bill "
     "the month that contains its date as of that date; the invoice is issued on that date.",
 )
@@ -218,7 +218,7 @@ class BillThrough(dg.Config):
 
 
 @dg.op(
-    name="bill_through",
+    name="issue_documents_through",
     description="Bill the month that contains `through` as of that date: every document whose issue "
     "date is on or before it (weekly periods that have ended, on-demand requests, retainer invoices, "
     "credits); needs the days up to `through` materialised. The last day of the month is the close.",
