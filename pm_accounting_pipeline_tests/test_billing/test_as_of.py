@@ -272,7 +272,9 @@ def test_dagster_bill_through_job(weekly_env) -> None:
 
     data_dir = weekly_env["PM_ACCOUNTING_DATA"]
     result = bill_through_job.execute_in_process(
-        run_config={"ops": {"issue_documents_through": {"config": {"through": "2026-03-15", "entities": ["us"]}}}},
+        run_config={
+            "ops": {"issue_documents_through": {"config": {"through": "2026-03-15", "entities": ["us"]}}}
+        },
         resources={
             "pipeline": PipelineResource(data_dir=data_dir, config_path=weekly_env["PM_ACCOUNTING_CONFIG"])
         },

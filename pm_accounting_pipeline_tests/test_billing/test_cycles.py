@@ -254,7 +254,9 @@ def test_dagster_job_records_and_issues_an_on_demand_request(on_demand_env) -> N
 
     data_dir = on_demand_env["PM_ACCOUNTING_DATA"]
     result = bill_on_demand_job.execute_in_process(
-        run_config={"ops": {"issue_on_demand_request": {"config": {"client": "C-ACME", "through": "2026-03-31"}}}},
+        run_config={
+            "ops": {"issue_on_demand_request": {"config": {"client": "C-ACME", "through": "2026-03-31"}}}
+        },
         resources={
             "pipeline": PipelineResource(data_dir=data_dir, config_path=on_demand_env["PM_ACCOUNTING_CONFIG"])
         },
