@@ -25,7 +25,7 @@ from typing import Any
 
 import dagster as dg
 import sqlalchemy as sa
-from dagster._core.events import ASSET_EVENTS
+from dagster._core.events import ASSET_EVENTS, DagsterEventType
 from dagster._core.events.log import EventLogEntry
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import SqliteEventLogStorage
 from dagster._core.storage.sqlalchemy_compat import db_result
@@ -107,7 +107,13 @@ class FastSqliteEventLogStorage(SqliteEventLogStorage):
                 with db_result(conn, statement) as result:
                     ids.append(result.inserted_primary_key[0])
             self._store_asset_event_tags(conn, batchable, ids)
-            for event, event_id in zip(batchable, ids, strict=True):
+            pairs = list(zip(batchable, ids, strict=True))
+            kinds = {e.dagster_event_type for e in batchable}
+            if kinds in ({DagsterEventType.ASSET_MATERIALIZATION}, {DagsterEventType.ASSET_OBSERVATION}):
+                # Each event of one kind overwrites the same columns of its asset's row, so only
+                # the last one per asset decides them (as dagster-postgres does for a batch).
+                pairs = list({e.dagster_event.asset_key: (e, i) for e, i in pairs}.values())
+            for event, event_id in pairs:
                 self._store_asset_event(conn, event, event_id)
         taken = {id(e) for e in batchable}
         for event in events:
