@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import sys
 import warnings
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 from typing import Annotated
@@ -145,7 +146,14 @@ def _parse_date(value: str, flag: str) -> date:
         raise typer.Exit(2) from None
 
 
-def run_and_report(start: date, end: date, entities: list[str] | None) -> bool:
+def run_and_report(
+    start: date,
+    end: date,
+    entities: list[str] | None,
+    before_summary: Callable[[], bool] | None = None,
+) -> bool:
+    """Run the range, then `before_summary` (more work on the results; False = it failed), then print
+    the summary; returns whether everything succeeded."""
     from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
     from pm_accounting_pipeline.lib import summary
@@ -154,7 +162,9 @@ def run_and_report(start: date, end: date, entities: list[str] | None) -> bool:
 
     paths = settings.paths()
     cfg = settings.config_path()
-    _mapping_or_exit(cfg)
+    from pm_accounting_pipeline.core.billing.cycles import cycle_of
+
+    cycles = cycle_of(_mapping_or_exit(cfg))
     status = init_warehouse(paths)
     console.print(f"warehouse: {status.message}")
     tasks: dict[str, int] = {}
@@ -172,13 +182,35 @@ def run_and_report(start: date, end: date, entities: list[str] | None) -> bool:
             progress.update(tasks[job], completed=done, total=total)
 
         outcome = run_range(paths.data_dir, cfg, start, end, entities, progress=report)
-    figures = summary.collect(paths, outcome.start, outcome.end, outcome.entities)
+    extra_ok = before_summary() if before_summary is not None and outcome.success else True
+    figures = summary.collect(paths, outcome.start, outcome.end, outcome.entities, cycles)
     summary.render(console, outcome, figures, paths)
     if not outcome.success:
         err.print(
             "[red]some steps or blocking checks failed; see the Dagster UI (make dev) for the run logs[/red]"
         )
-    return outcome.success
+    return outcome.success and extra_ok
+
+
+def _on_demand_request(customer_ref: str, through: date) -> bool:
+    """What `pm-accounting billing run --client REF --through DATE` does (the same command function),
+    printing its first lines (the request and what it issued) rather than the month's document list."""
+    from pm_accounting_pipeline.cli import billing
+
+    console.print(f"on-demand request: pm-accounting billing run --client {customer_ref} --through {through}")
+    code = 0
+    with billing.console.capture() as captured:
+        try:
+            billing.billing_run(
+                month=None, entity=None, client=customer_ref, through=through.isoformat(), by="demo"
+            )
+        except typer.Exit as exc:
+            code = exc.exit_code
+    lines = captured.get().splitlines()
+    table = next((k for k, line in enumerate(lines) if "┃" in line), len(lines))
+    for line in lines[:table]:
+        console.print(f"  {line.strip()}", markup=False, highlight=False, soft_wrap=True)
+    return code == 0
 
 
 @app.command()
@@ -236,7 +268,11 @@ def demo(
         results = land_files(files, ent, paths.data_dir, mapping)
         landed += sum(1 for r in results if r.error is None)
     console.print(f"landed {landed} file(s) into {paths.landing}")
-    ok = run_and_report(cfg.start, cfg.end, None)
+    # One on-demand client asks for an invoice through a day of the first month, as a user would.
+    request = ds.on_demand_request
+    ok = run_and_report(
+        cfg.start, cfg.end, None, (lambda: _on_demand_request(*request)) if request is not None else None
+    )
     raise typer.Exit(0 if ok else 1)
 
 

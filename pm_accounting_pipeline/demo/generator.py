@@ -10,6 +10,7 @@ on the work date: person, then task, then the currency default), so the demo can
 
 from __future__ import annotations
 
+import calendar
 import os
 from dataclasses import dataclass, field
 from datetime import date
@@ -104,6 +105,8 @@ class DemoDataset:
     users: pl.DataFrame
     time_entries: pl.DataFrame
     mapping_yaml: str
+    # The on-demand client's billing request the demo issues: (customer_ref, through date), or None.
+    on_demand_request: tuple[str, date] | None = None
 
 
 @dataclass(frozen=True)
@@ -136,6 +139,7 @@ class _Client:
     is_internal: bool = False
     is_variant: bool = False
     aliases: list[str] = field(default_factory=list)
+    billing_cycle: str = "monthly"
 
 
 @dataclass
@@ -398,6 +402,7 @@ def generate(config: DemoConfig = DemoConfig()) -> DemoDataset:
     users = _users(rng, config.n_people)
     cards = _rate_cards(users)
     time_entries = _time_entries(rng, config, days, clients, projects, users)
+    request = _assign_cycles(config, clients, time_entries)
     return DemoDataset(
         entities=_entities_frame(),
         clients=_clients_frame(clients),
@@ -406,7 +411,58 @@ def generate(config: DemoConfig = DemoConfig()) -> DemoDataset:
         users=_users_frame(users),
         time_entries=time_entries,
         mapping_yaml=_mapping_yaml(config, clients, projects, cards),
+        on_demand_request=request,
     )
+
+
+def _month_end(day: date) -> date:
+    return date(day.year, day.month, calendar.monthrange(day.year, day.month)[1])
+
+
+def on_demand_through(config: DemoConfig) -> date:
+    """The date the demo's on-demand billing request bills through: the 15th day of the first demo
+    month (or the range's last day when it ends sooner)."""
+    month_end = _month_end(config.start)
+    return min(date.fromordinal(config.start.toordinal() + 14), month_end, config.end)
+
+
+def _assign_cycles(
+    config: DemoConfig, clients: list[_Client], time_entries: pl.DataFrame
+) -> tuple[str, date] | None:
+    """Give two clients `billing_cycle: weekly` and one `on_demand`; returns the on-demand request.
+
+    Candidates are the active external clients with approved billable work in the first demo month
+    both on or before the request date and after it. Ranked by their approved billable entries (then
+    customer_ref), the median one is billed on demand and its two neighbours weekly: clients with a
+    moderate amount of work. Uses no random draw, so the data of a seed never changes.
+    """
+    through = on_demand_through(config)
+    month_end = _month_end(config.start)
+    ref_of = {c.client_id: c.customer_ref for c in clients}
+    work = (
+        time_entries.filter(pl.col("billable") & (pl.col("approval_status") == "approved"))
+        .with_columns(pl.col("client_id").replace_strict(ref_of, return_dtype=pl.String).alias("ref"))
+        .group_by("ref")
+        .agg(
+            pl.len().alias("entries"),
+            (pl.col("spent_date") <= through).any().alias("before"),
+            ((pl.col("spent_date") > through) & (pl.col("spent_date") <= month_end)).any().alias("after"),
+        )
+    )
+    eligible = {c.customer_ref for c in clients if c.is_active and not c.is_internal and not c.is_variant}
+    ranked = (
+        work.filter(pl.col("ref").is_in(sorted(eligible)) & pl.col("before") & pl.col("after"))
+        .sort("entries", "ref")["ref"]
+        .to_list()
+    )
+    if not ranked:
+        return None
+    mid = len(ranked) // 2
+    cycles = {ranked[mid]: "on_demand"}
+    cycles.update({ranked[i]: "weekly" for i in (mid - 1, mid + 1) if 0 <= i < len(ranked)})
+    for c in clients:
+        c.billing_cycle = cycles.get(c.customer_ref, c.billing_cycle)
+    return ranked[mid], through
 
 
 def _entities_frame() -> pl.DataFrame:
@@ -678,6 +734,7 @@ def _mapping_yaml(
                 "source_id": str(c.client_id),
                 **({"aliases": list(c.aliases)} if c.aliases else {}),
                 **({"tax_profile": "exempt"} if c.is_internal else {}),
+                **({"billing_cycle": c.billing_cycle} if c.billing_cycle != "monthly" else {}),
             }
             for c in clients
             if not c.is_variant

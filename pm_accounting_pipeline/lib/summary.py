@@ -30,6 +30,9 @@ class SummaryFigures:
     balance: pl.DataFrame
     top_projects: pl.DataFrame
     expenses: pl.DataFrame = field(default_factory=pl.DataFrame)
+    # Billing documents per entity and billing cycle, and the on-demand clients' unbilled work.
+    by_cycle: pl.DataFrame = field(default_factory=pl.DataFrame)
+    on_demand_unbilled: pl.DataFrame = field(default_factory=pl.DataFrame)
 
 
 def _scope(start: date, end: date, entities: list[str], col: str) -> str:
@@ -37,7 +40,11 @@ def _scope(start: date, end: date, entities: list[str], col: str) -> str:
     return f"{col} BETWEEN DATE '{start}' AND DATE '{end}' AND entity IN ({ents})"
 
 
-def collect(paths: Paths, start: date, end: date, entities: list[str]) -> SummaryFigures:
+def collect(
+    paths: Paths, start: date, end: date, entities: list[str], cycles: dict[str, str] | None = None
+) -> SummaryFigures:
+    """The summary's figures; `cycles` (customer_ref -> billing cycle, `monthly` when not named) adds
+    the billing documents by cycle and the on-demand clients' unbilled work."""
     con = connect_in_memory(Lake(paths.lake))
     try:
         w_work = _scope(start, end, entities, "work_date")
@@ -93,12 +100,75 @@ def collect(paths: Paths, start: date, end: date, entities: list[str]) -> Summar
             f"GROUP BY ALL ORDER BY margin_reporting DESC LIMIT 5"
         ).pl()
         expenses = expense_figures(con, start, end, entities)
+        by_cycle, on_demand_unbilled = (
+            billing_by_cycle(con, start, end, entities, cycles)
+            if cycles is not None
+            else (pl.DataFrame(),) * 2
+        )
     finally:
         con.close()
     quarantined = int(by_reason["rows"].sum()) if by_reason.height else 0
     return SummaryFigures(
-        raw + unroutable, accepted, quarantined, by_status, by_reason, ledger, balance, top, expenses
+        raw + unroutable,
+        accepted,
+        quarantined,
+        by_status,
+        by_reason,
+        ledger,
+        balance,
+        top,
+        expenses,
+        by_cycle,
+        on_demand_unbilled,
     )
+
+
+def _money_list(frame: pl.DataFrame, minor: str, keys: list[str], alias: str) -> pl.DataFrame:
+    """Per `keys`, the sums of `minor` per currency as one text (`1200.00 USD, 90.00 GBP`)."""
+    by = list(dict.fromkeys([*keys, "currency"]))
+    sums = frame.group_by(by).agg(pl.col(minor).sum()).sort(by)
+    text = [str(Money.from_minor(int(m), c)) for c, m in sums.select("currency", minor).iter_rows()]
+    return (
+        sums.with_columns(pl.Series(alias, text, dtype=pl.String))
+        .group_by(keys, maintain_order=True)
+        .agg(pl.col(alias).str.join(", "))
+    )
+
+
+def billing_by_cycle(
+    con: object, start: date, end: date, entities: list[str], cycles: dict[str, str]
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Billing documents issued in [start, end] per entity and the customer's billing cycle (count
+    and totals incl. tax per currency), and the unbilled work of on-demand clients (per client and
+    currency: entries, first work date, amount)."""
+    cycle = pl.col("customer_ref").replace_strict(cycles, default="monthly", return_dtype=pl.String)
+    docs = con.sql(  # type: ignore[attr-defined]
+        f"SELECT entity, customer_ref, currency, total_minor FROM ledger.billing_documents "
+        f"WHERE {_scope(start, end, entities, 'issue_date')}"
+    ).pl()
+    docs = docs.with_columns(cycle.alias("cycle"))
+    counts = docs.group_by("entity", "cycle").agg(pl.len().alias("documents"))
+    by_cycle = (
+        counts.join(
+            _money_list(docs, "total_minor", ["entity", "cycle"], "total (incl. tax)"), on=["entity", "cycle"]
+        )
+        .sort("entity", "cycle")
+        .select("entity", "cycle", "documents", "total (incl. tax)")
+    )
+    on_demand = sorted(ref for ref, c in cycles.items() if c == "on_demand")
+    ents = ", ".join(f"'{e}'" for e in entities)
+    unbilled = con.sql(  # type: ignore[attr-defined]
+        f"SELECT entity, customer_ref, currency, entries, first_work_date, amount_minor "
+        f"FROM analytics.unbilled_work WHERE entity IN ({ents})"
+    ).pl()
+    unbilled = unbilled.filter(pl.col("customer_ref").is_in(on_demand))
+    amounts = _money_list(unbilled, "amount_minor", ["entity", "customer_ref", "currency"], "amount")
+    unbilled = (
+        unbilled.join(amounts, on=["entity", "customer_ref", "currency"])
+        .sort("entity", "customer_ref", "currency")
+        .select("entity", "customer_ref", "entries", "first_work_date", "amount")
+    )
+    return by_cycle, unbilled
 
 
 def expense_figures(con: object, start: date, end: date, entities: list[str]) -> pl.DataFrame:
@@ -196,6 +266,10 @@ def render(console: Console, outcome: RunOutcome, fig: SummaryFigures, paths: Pa
             )
         if not adds_up:
             console.print("[red]expense rows do not add up[/red]")
+    if fig.by_cycle.height:
+        console.print(_table("Billing documents by cycle", fig.by_cycle))
+        for entity, ref, n, first, amount in fig.on_demand_unbilled.iter_rows():
+            console.print(f"  {entity} {ref} (on demand): {amount} unbilled, {n} entries from {first}")
     console.print(_table("Top projects by margin (reporting currency)", fig.top_projects))
     console.print(
         "\n[bold]Next steps[/bold]\n"

@@ -323,3 +323,43 @@ def test_duplicates_repeat_the_previous_export_or_the_file_itself_when_alone(tmp
                 assert src_name == name
             else:
                 assert src_name.endswith("2026-09.csv") and name.endswith("2026-10.csv")
+
+
+# --- billing cycles ------------------------------------------------------------------------------
+
+
+def test_two_clients_are_billed_weekly_and_one_on_demand_with_a_request_mid_first_month(ds, mapping) -> None:
+    """The median client by approved billable entries (among active external clients with work in
+    the first month both up to the 15th and after it) is billed on demand, its two neighbours
+    weekly; the demo's request bills it through 15 September."""
+    cycles = {c.customer_ref: c.billing_cycle for c in mapping.clients}
+    refs = dict(zip(ds.clients["client_id"].to_list(), ds.clients["customer_ref"].to_list(), strict=True))
+    through = date(2026, 9, 15)
+    stats: dict[str, list[object]] = {}
+    for cid, day, billable, status in ds.time_entries.select(
+        "client_id", "spent_date", "billable", "approval_status"
+    ).iter_rows():
+        if billable and status == "approved":
+            entry = stats.setdefault(refs[cid], [0, False, False])
+            entry[0] += 1
+            entry[1] |= day <= through
+            entry[2] |= through < day <= date(2026, 9, 30)
+    external = {
+        c.customer_ref
+        for c in mapping.clients
+        if not c.customer_ref.startswith("INTERNAL-") and c.source_id is not None
+    }
+    ranked = sorted(
+        (n, ref) for ref, (n, before, after) in stats.items() if before and after and ref in external
+    )
+    mid = len(ranked) // 2
+    assert cycles[ranked[mid][1]] == "on_demand"
+    assert {ref for ref, c in cycles.items() if c == "weekly"} == {ranked[mid - 1][1], ranked[mid + 1][1]}
+    assert sum(c != "monthly" for c in cycles.values()) == 3
+    assert ds.on_demand_request == (ranked[mid][1], through)
+    again = generate(DemoConfig(seed=42))
+    assert again.mapping_yaml == ds.mapping_yaml and again.on_demand_request == ds.on_demand_request
+    other = generate(SMALL)
+    assert sorted(c.get("billing_cycle", "monthly") for c in yaml.safe_load(other.mapping_yaml)["clients"])[
+        -3:
+    ] == ["on_demand", "weekly", "weekly"]
