@@ -202,3 +202,40 @@ class Books:
 def _days(month: date) -> list[date]:
     m0, m1 = month_bounds(month)
     return [date.fromordinal(o) for o in range(m0.toordinal(), m1.toordinal() + 1)]
+
+
+def acme_cycle_data(cycle: str) -> dict[str, Any]:
+    """The test mapping (as a dict) with Acme billed on `cycle` (monthly, weekly or on_demand)."""
+    data = copy.deepcopy(mapping_dict())
+    for client in data["clients"]:
+        if client["customer_ref"] == "C-ACME":
+            client["billing_cycle"] = cycle
+    return data
+
+
+def acme_cycle_mapping(cycle: str) -> MappingDocument:
+    return parse_mapping(acme_cycle_data(cycle))
+
+
+def write_env(tmp_path: Path, data: dict[str, Any]) -> dict[str, str]:
+    """Write the mapping under tmp_path; the environment a CLI call there needs."""
+    import yaml
+
+    config = tmp_path / "mapping.yaml"
+    config.write_text(yaml.safe_dump(data, sort_keys=False))
+    return {"PM_ACCOUNTING_CONFIG": str(config), "PM_ACCOUNTING_DATA": str(tmp_path)}
+
+
+def invoke_billing_cli(monkeypatch: Any, args: list[str], env: dict[str, str]) -> Any:
+    """Run `pm-accounting billing ARGS` in process with wide consoles; the CliRunner result."""
+    import typer
+    from rich.console import Console
+    from typer.testing import CliRunner
+
+    import pm_accounting_pipeline.cli.billing as billing_cli
+
+    monkeypatch.setattr(billing_cli, "console", Console(width=220))
+    monkeypatch.setattr(billing_cli, "err", Console(width=220, stderr=True))
+    app = typer.Typer()
+    app.add_typer(billing_cli.billing_app, name="billing")
+    return CliRunner().invoke(app, ["billing", *args], env=env)

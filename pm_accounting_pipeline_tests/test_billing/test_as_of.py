@@ -7,7 +7,6 @@ Acme bills 150.00 USD/h, Trusted Client 100.00 USD/h (default card), both with 8
 
 from __future__ import annotations
 
-import copy
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
@@ -17,19 +16,19 @@ import pytest
 
 from pm_accounting_pipeline.config.schema import parse_mapping
 from pm_accounting_pipeline.lib.billing import IncompletePeriodError, record_request
-from pm_accounting_pipeline_tests.test_billing.helpers import MARCH, Books, acme, balances
-from pm_accounting_pipeline_tests.test_core.builders import mapping_dict
+from pm_accounting_pipeline_tests.test_billing.helpers import (
+    MARCH,
+    Books,
+    acme,
+    acme_cycle_data,
+    acme_cycle_mapping,
+    balances,
+    invoke_billing_cli,
+    write_env,
+)
 
 UNBILLED, RECEIVABLE, TAX = ("1210", "USD"), ("1200", "USD"), ("2200", "USD")
 D = date
-
-
-def _mapping(cycle: str):
-    data = copy.deepcopy(mapping_dict())
-    for client in data["clients"]:
-        if client["customer_ref"] == "C-ACME":
-            client["billing_cycle"] = cycle
-    return parse_mapping(data)
 
 
 def trust(source_id: str, hours: str, day: int) -> dict:
@@ -68,7 +67,7 @@ WEEKLY = [
 
 
 def test_weekly_invoices_mid_month_then_the_close_continues_the_numbering(tmp_path: Path) -> None:
-    books = Books(tmp_path, _mapping("weekly"))
+    books = Books(tmp_path, acme_cycle_mapping("weekly"))
     books.load(WEEKLY, [MARCH], through=D(2026, 3, 15))  # only 1-15 March exist
     interim = books.bill(MARCH, through=D(2026, 3, 15))
     assert interim.new_documents == 2
@@ -113,7 +112,7 @@ def test_weekly_invoices_mid_month_then_the_close_continues_the_numbering(tmp_pa
     assert tb.get(UNBILLED, Decimal(0)) == 0
 
     # The same month closed without the interim run: the same documents and balances.
-    direct = Books(tmp_path / "direct", _mapping("weekly"))
+    direct = Books(tmp_path / "direct", acme_cycle_mapping("weekly"))
     direct.load(WEEKLY, [MARCH])
     direct.close(MARCH)
     assert _docs(direct) == _docs(books)
@@ -124,7 +123,7 @@ def test_weekly_invoices_mid_month_then_the_close_continues_the_numbering(tmp_pa
 
 
 def test_late_work_for_an_issued_week_goes_on_a_supplementary_invoice(tmp_path: Path) -> None:
-    books = Books(tmp_path, _mapping("weekly"))
+    books = Books(tmp_path, acme_cycle_mapping("weekly"))
     rows = WEEKLY[:3]
     books.load(rows, [MARCH], through=D(2026, 3, 15))
     books.bill(MARCH, through=D(2026, 3, 15))
@@ -159,7 +158,7 @@ def test_late_work_for_an_issued_week_goes_on_a_supplementary_invoice(tmp_path: 
 def test_interim_numbers_follow_the_issue_runs(tmp_path: Path) -> None:
     """An earlier run gave ledger/invoices' third number to a supplement: the close numbers its
     documents after the month's last (ledger/invoices order), with no gap."""
-    books = Books(tmp_path, _mapping("weekly"))
+    books = Books(tmp_path, acme_cycle_mapping("weekly"))
     rows = [*WEEKLY[:3], acme("a4", "1", 5), trust("t1", "5", 4)]
     books.load(WEEKLY[:2], [MARCH], through=D(2026, 3, 15))
     books.bill(MARCH, through=D(2026, 3, 15))  # 0001 week 2-8, 0002 week 9-15
@@ -183,7 +182,7 @@ def test_interim_numbers_follow_the_issue_runs(tmp_path: Path) -> None:
 
 
 def test_on_demand_request_mid_month_is_issued_at_once(tmp_path: Path) -> None:
-    mapping = _mapping("on_demand")
+    mapping = acme_cycle_mapping("on_demand")
     books = Books(tmp_path, mapping)
     rows = [acme("d1", "7.5", 2), trust("t1", "5", 4), acme("d2", "2", 25)]
     books.load(rows, [MARCH], through=D(2026, 3, 12))
@@ -210,7 +209,7 @@ def test_on_demand_request_mid_month_is_issued_at_once(tmp_path: Path) -> None:
 
 
 def test_missing_days_up_to_the_through_date_are_named(tmp_path: Path) -> None:
-    books = Books(tmp_path, _mapping("weekly"))
+    books = Books(tmp_path, acme_cycle_mapping("weekly"))
     books.load(WEEKLY, [MARCH], through=D(2026, 3, 15))
     books.lake.path("staging.fx_billables", "us", "2026-03-12", "fx").unlink()
     with pytest.raises(
@@ -226,43 +225,23 @@ def test_missing_days_up_to_the_through_date_are_named(tmp_path: Path) -> None:
 
 @pytest.fixture
 def weekly_env(tmp_path: Path) -> dict[str, str]:
-    import yaml
-
-    data = copy.deepcopy(mapping_dict())
-    for client in data["clients"]:
-        if client["customer_ref"] == "C-ACME":
-            client["billing_cycle"] = "weekly"
-    config = tmp_path / "mapping.yaml"
-    config.write_text(yaml.safe_dump(data, sort_keys=False))
+    data = acme_cycle_data("weekly")
+    env = write_env(tmp_path, data)
     Books(tmp_path, parse_mapping(data)).load(WEEKLY, [MARCH], through=D(2026, 3, 15))
-    return {"PM_ACCOUNTING_CONFIG": str(config), "PM_ACCOUNTING_DATA": str(tmp_path)}
+    return env
 
 
 def test_cli_bills_a_month_through_a_date(weekly_env, monkeypatch) -> None:
-    import typer
-    from rich.console import Console
-    from typer.testing import CliRunner
+    def cli(*args: str):  # type: ignore[no-untyped-def]
+        return invoke_billing_cli(monkeypatch, list(args), weekly_env)
 
-    import pm_accounting_pipeline.cli.billing as billing_cli
-
-    monkeypatch.setattr(billing_cli, "console", Console(width=220))
-    monkeypatch.setattr(billing_cli, "err", Console(width=220, stderr=True))
-    app = typer.Typer()
-    app.add_typer(billing_cli.billing_app, name="billing")
-    runner = CliRunner()
-    run = runner.invoke(
-        app,
-        ["billing", "run", "--month", "2026-03", "--through", "2026-03-15", "--entity", "us"],
-        env=weekly_env,
-    )
+    run = cli("run", "--month", "2026-03", "--through", "2026-03-15", "--entity", "us")
     assert run.exit_code == 0, run.output
     assert "us 2026-03: 2 new document(s)" in run.output and "as of 2026-03-15" in run.output
     assert "us-202603-0002" in run.output and "648.000" in run.output
-    close = runner.invoke(app, ["billing", "run", "--month", "2026-03", "--entity", "us"], env=weekly_env)
+    close = cli("run", "--month", "2026-03", "--entity", "us")
     assert close.exit_code == 1 and "16 day(s) are not materialised" in close.output
-    wrong = runner.invoke(
-        app, ["billing", "run", "--month", "2026-03", "--through", "2026-04-01"], env=weekly_env
-    )
+    wrong = cli("run", "--month", "2026-03", "--through", "2026-04-01")
     assert wrong.exit_code == 2 and "not a day of --month 2026-03" in wrong.output
 
 
@@ -283,7 +262,7 @@ def test_dagster_bill_through_job(weekly_env) -> None:
     [mat] = result.asset_materializations_for_node("issue_documents_through")
     assert mat.partition == "2026-03-01|us"
     assert mat.metadata["invoices_by_cycle"].value == {"weekly": 2}
-    docs = Books(Path(data_dir), _mapping("weekly")).table("ledger.billing_documents")
+    docs = Books(Path(data_dir), acme_cycle_mapping("weekly")).table("ledger.billing_documents")
     assert sorted(docs.select("document_number", "total_minor").rows()) == [
         ("us-202603-0001", 32400),
         ("us-202603-0002", 64800),
@@ -291,10 +270,7 @@ def test_dagster_bill_through_job(weekly_env) -> None:
 
 
 def test_discount_and_retainer_across_an_interim_run_match_a_direct_close(tmp_path: Path) -> None:
-    data = copy.deepcopy(mapping_dict())
-    for client in data["clients"]:
-        if client["customer_ref"] == "C-ACME":
-            client["billing_cycle"] = "weekly"
+    data = acme_cycle_data("weekly")
     data["retainers"] = [
         {"id": "r1", "client": "Acme Corporation", "amount": "500.00", "issue_date": "2026-03-05"}
     ]
@@ -346,7 +322,7 @@ def test_discount_and_retainer_across_an_interim_run_match_a_direct_close(tmp_pa
 
 
 def test_journal_follows_issued_documents_when_ledger_invoices_ran_mid_month(tmp_path: Path) -> None:
-    books = Books(tmp_path, _mapping("weekly"))
+    books = Books(tmp_path, acme_cycle_mapping("weekly"))
     books.load(WEEKLY, [MARCH], through=D(2026, 3, 15))
     books.invoice(MARCH)  # ledger/invoices of half a month: weeks 2-8, 9-15 and Trusted's month
     interim = books.bill(MARCH, through=D(2026, 3, 15))

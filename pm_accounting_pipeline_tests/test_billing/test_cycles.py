@@ -6,7 +6,6 @@ Monday 30 March to Sunday 5 April is the week crossing the month end.
 
 from __future__ import annotations
 
-import copy
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
@@ -17,18 +16,19 @@ import pytest
 from pm_accounting_pipeline.config.schema import parse_mapping
 from pm_accounting_pipeline.core.billing.cycles import month_periods
 from pm_accounting_pipeline.lib.billing import record_request
-from pm_accounting_pipeline_tests.test_billing.helpers import APRIL, MARCH, Books, acme, balances
-from pm_accounting_pipeline_tests.test_core.builders import mapping_dict
+from pm_accounting_pipeline_tests.test_billing.helpers import (
+    APRIL,
+    MARCH,
+    Books,
+    acme,
+    acme_cycle_data,
+    acme_cycle_mapping,
+    balances,
+    invoke_billing_cli,
+    write_env,
+)
 
 UNBILLED, RECEIVABLE = ("1210", "USD"), ("1200", "USD")
-
-
-def _mapping(cycle: str):
-    data = copy.deepcopy(mapping_dict())
-    for client in data["clients"]:
-        if client["customer_ref"] == "C-ACME":
-            client["billing_cycle"] = cycle
-    return parse_mapping(data)
 
 
 def _docs(books: Books) -> list[tuple]:
@@ -76,7 +76,7 @@ WEEKLY_ROWS = [
 
 
 def test_weekly_invoices_split_the_week_that_crosses_the_month_end(tmp_path: Path) -> None:
-    books = Books(tmp_path, _mapping("weekly"))
+    books = Books(tmp_path, acme_cycle_mapping("weekly"))
     books.load(WEEKLY_ROWS, [MARCH, APRIL])
     march_base = books.invoice(MARCH)
     march = books.bill(MARCH)
@@ -112,7 +112,7 @@ def test_weekly_invoices_split_the_week_that_crosses_the_month_end(tmp_path: Pat
 
 
 def test_weekly_rerun_is_idempotent(tmp_path: Path) -> None:
-    books = Books(tmp_path, _mapping("weekly"))
+    books = Books(tmp_path, acme_cycle_mapping("weekly"))
     books.load(WEEKLY_ROWS, [MARCH])
     books.close(MARCH)
     before = books.table("ledger.billing_documents")
@@ -130,7 +130,7 @@ ON_DEMAND_ROWS = [
 
 
 def test_on_demand_work_waits_unbilled_until_a_request_bills_it(tmp_path: Path) -> None:
-    mapping = _mapping("on_demand")
+    mapping = acme_cycle_mapping("on_demand")
     books = Books(tmp_path, mapping)
     books.load(ON_DEMAND_ROWS, [MARCH, APRIL])
     march_base = books.invoice(MARCH)
@@ -167,7 +167,7 @@ def test_on_demand_work_waits_unbilled_until_a_request_bills_it(tmp_path: Path) 
 
 
 def test_requests_for_other_clients_are_refused_or_rejected(tmp_path: Path) -> None:
-    mapping = _mapping("on_demand")
+    mapping = acme_cycle_mapping("on_demand")
     with pytest.raises(ValueError, match="C-TOKYO is billed monthly"):
         record_request(tmp_path, mapping, "C-TOKYO", date(2026, 4, 10))
     with pytest.raises(ValueError, match="no client with customer_ref 'C-NOPE'"):
@@ -192,47 +192,29 @@ def test_requests_for_other_clients_are_refused_or_rejected(tmp_path: Path) -> N
 
 @pytest.fixture
 def on_demand_env(tmp_path: Path) -> dict[str, str]:
-    import yaml
-
-    data = copy.deepcopy(mapping_dict())
-    for client in data["clients"]:
-        if client["customer_ref"] == "C-ACME":
-            client["billing_cycle"] = "on_demand"
-    config = tmp_path / "mapping.yaml"
-    config.write_text(yaml.safe_dump(data, sort_keys=False))
+    data = acme_cycle_data("on_demand")
+    env = write_env(tmp_path, data)
     books = Books(tmp_path, parse_mapping(data))
     books.load([acme("d1", "7.5", 2), acme("d2", "2", 25)], [MARCH])
     books.invoice(MARCH)
-    return {"PM_ACCOUNTING_CONFIG": str(config), "PM_ACCOUNTING_DATA": str(tmp_path)}
+    return env
 
 
 def test_cli_bills_an_on_demand_client_through_a_date(on_demand_env, monkeypatch) -> None:
-    import typer
-    from rich.console import Console
-    from typer.testing import CliRunner
+    def cli(*args: str):  # type: ignore[no-untyped-def]
+        return invoke_billing_cli(monkeypatch, list(args), on_demand_env)
 
-    import pm_accounting_pipeline.cli.billing as billing_cli
-
-    monkeypatch.setattr(billing_cli, "console", Console(width=220))
-    monkeypatch.setattr(billing_cli, "err", Console(width=220, stderr=True))
-    app = typer.Typer()
-    app.add_typer(billing_cli.billing_app, name="billing")
-    runner = CliRunner()
-    run = runner.invoke(
-        app, ["billing", "run", "--client", "C-ACME", "--through", "2026-03-20"], env=on_demand_env
-    )
+    run = cli("run", "--client", "C-ACME", "--through", "2026-03-20")
     assert run.exit_code == 0, run.output
     assert "request C-ACME-2026-03-20 recorded for us" in run.output
     assert "us 2026-03: 1 new document(s)" in run.output
     # d1 only (2 March): 1125.00 + 8% = 1215.00; d2 (25 March) waits for the next request
     assert "us-202603-0001" in run.output and "1215.000" in run.output
     assert "2026-03-02" in run.output and "2026-03-20" in run.output  # the invoice's period
-    unbilled = runner.invoke(app, ["billing", "unbilled"], env=on_demand_env)
+    unbilled = cli("unbilled")
     assert unbilled.exit_code == 0, unbilled.output
     assert "C-ACME" in unbilled.output and "2026-03-25" in unbilled.output and "30000" in unbilled.output
-    later = runner.invoke(
-        app, ["billing", "run", "--client", "C-ACME", "--through", "2026-04-10"], env=on_demand_env
-    )
+    later = cli("run", "--client", "C-ACME", "--through", "2026-04-10")
     assert later.exit_code == 1
     assert "issued by the 2026-04 billing run" in later.output
     requests = (
@@ -242,9 +224,7 @@ def test_cli_bills_an_on_demand_client_through_a_date(on_demand_env, monkeypatch
         "C-ACME-2026-03-20,C-ACME,2026-03-20,,",
         "C-ACME-2026-04-10,C-ACME,2026-04-10,,",
     ]
-    monthly = runner.invoke(
-        app, ["billing", "run", "--client", "C-TOKYO", "--through", "2026-03-20"], env=on_demand_env
-    )
+    monthly = cli("run", "--client", "C-TOKYO", "--through", "2026-03-20")
     assert monthly.exit_code == 2 and "C-TOKYO is billed monthly" in monthly.output
 
 
