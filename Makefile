@@ -47,8 +47,13 @@ fmt: install
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
+# requirements.lock is what `make install` installs; uv.lock (universal), pylock.toml (PEP 751) and
+# requirements.txt (plain pip) are exports of the same resolution; a test checks they agree.
 lock:
 	$(UV) pip compile pyproject.toml --extra dev -o requirements.lock --python-version 3.11
+	$(UV) lock --python 3.11
+	$(UV) export --frozen --extra dev --no-emit-project --format pylock.toml -o pylock.toml
+	$(UV) export --frozen --extra dev --no-emit-project --no-hashes --format requirements-txt -o requirements.txt
 
 clean:
 	rm -rf $(PM_ACCOUNTING_DATA) .pytest_cache .ruff_cache
