@@ -11,6 +11,19 @@ import pytest
 from pm_accounting_pipeline.config.schema import MappingDocumentError, parse_mapping
 from pm_accounting_pipeline_tests.test_core.builders import mapping_dict
 
+# A valid discount and retainer; each case changes the fields its problem needs.
+DISCOUNT = {"id": "d", "scope": "client", "client": "Acme Corporation", "kind": "fixed", "value": "1"}
+RETAINER = {"id": "r", "client": "Acme Corporation", "amount": "1", "issue_date": "2026-03-01"}
+
+
+def _discount(**fields: str) -> dict[str, str]:
+    return {**DISCOUNT, **fields}
+
+
+def _retainer(**fields: str) -> dict[str, str]:
+    return {**RETAINER, **fields}
+
+
 CASES = [
     pytest.param(
         {"client_matching": {"low_threshold": 95, "high_threshold": 90}},
@@ -98,254 +111,94 @@ CASES = [
         "billable_percentages[0]: valid_to is before valid_from",
         id="bp_dates",
     ),
+    pytest.param({"discounts": [_discount(value="0")]}, "discounts[0]: value must be positive", id="d_pos"),
     pytest.param(
-        {
-            "discounts": [
-                {"id": "d", "scope": "client", "client": "Acme Corporation", "kind": "fixed", "value": "0"}
-            ]
-        },
-        "discounts[0]: value must be positive",
-        id="d_pos",
-    ),
-    pytest.param(
-        {
-            "discounts": [
-                {
-                    "id": "d",
-                    "scope": "client",
-                    "client": "Acme Corporation",
-                    "kind": "percentage",
-                    "value": "101",
-                }
-            ]
-        },
+        {"discounts": [_discount(kind="percentage", value="101")]},
         "discounts[0]: a percentage discount is at most 100",
         id="d_pct",
     ),
     pytest.param(
-        {
-            "discounts": [
-                {
-                    "id": "d",
-                    "scope": "client",
-                    "client": "Acme Corporation",
-                    "kind": "percentage",
-                    "value": "1.23456",
-                }
-            ]
-        },
+        {"discounts": [_discount(kind="percentage", value="1.23456")]},
         "discounts[0]: a percentage discount has at most four decimals",
         id="d_pctdec",
     ),
     pytest.param(
-        {
-            "discounts": [
-                {"id": "d", "scope": "project", "client": "Acme Corporation", "kind": "fixed", "value": "1"}
-            ]
-        },
+        {"discounts": [_discount(scope="project")]},
         "discounts[0]: scope project needs project (a customer_job or project code)",
         id="d_needproj",
     ),
     pytest.param(
-        {
-            "discounts": [
-                {
-                    "id": "d",
-                    "scope": "client",
-                    "client": "Acme Corporation",
-                    "project": "ACM-1",
-                    "kind": "fixed",
-                    "value": "1",
-                }
-            ]
-        },
+        {"discounts": [_discount(project="ACM-1")]},
         "discounts[0]: project applies only to scope project, not client",
         id="d_projscope",
     ),
     pytest.param(
-        {
-            "discounts": [
-                {"id": "d", "scope": "invoice", "client": "Acme Corporation", "kind": "fixed", "value": "1"}
-            ]
-        },
+        {"discounts": [_discount(scope="invoice")]},
         "discounts[0]: scope invoice needs period (YYYY-MM) naming the billing period",
         id="d_needperiod",
     ),
     pytest.param(
-        {
-            "discounts": [
-                {
-                    "id": "d",
-                    "scope": "client",
-                    "client": "Acme Corporation",
-                    "period": "2026-03",
-                    "kind": "fixed",
-                    "value": "1",
-                }
-            ]
-        },
+        {"discounts": [_discount(period="2026-03")]},
         "discounts[0]: period applies only to scope invoice, not client",
         id="d_periodscope",
     ),
     pytest.param(
-        {
-            "discounts": [
-                {
-                    "id": "d",
-                    "scope": "invoice",
-                    "client": "Acme Corporation",
-                    "period": "2026-13",
-                    "kind": "fixed",
-                    "value": "1",
-                }
-            ]
-        },
+        {"discounts": [_discount(scope="invoice", period="2026-13")]},
         "discounts[0].period: String should match pattern '^\\d{4}-(0[1-9]|1[0-2])$'",
         id="d_periodfmt",
     ),
+    pytest.param({"discounts": [_discount()] * 2}, "discounts: duplicate discount id 'd'", id="d_dup"),
     pytest.param(
-        {
-            "discounts": [
-                {"id": "d", "scope": "client", "client": "Acme Corporation", "kind": "fixed", "value": "1"}
-            ]
-            * 2
-        },
-        "discounts: duplicate discount id 'd'",
-        id="d_dup",
-    ),
-    pytest.param(
-        {"discounts": [{"id": "d", "scope": "client", "client": "Nope", "kind": "fixed", "value": "1"}]},
+        {"discounts": [_discount(client="Nope")]},
         "discounts: [0].client: unknown client 'Nope'",
         id="d_client",
     ),
     pytest.param(
-        {
-            "discounts": [
-                {"id": "d", "scope": "client", "client": "Tokyo Trading KK", "kind": "fixed", "value": "1.5"}
-            ]
-        },
+        {"discounts": [_discount(client="Tokyo Trading KK", value="1.5")]},
         "discounts: [0].value: 1.5 has more decimals than JPY allows (0)",
         id="d_jpy",
     ),
     pytest.param(
-        {
-            "discounts": [
-                {
-                    "id": "d",
-                    "scope": "project",
-                    "client": "Acme Corporation",
-                    "project": "NOPE-1",
-                    "kind": "fixed",
-                    "value": "1",
-                }
-            ]
-        },
+        {"discounts": [_discount(scope="project", project="NOPE-1")]},
         "discounts: [0].project: unknown project 'NOPE-1' (use a customer_job or code)",
         id="d_proj",
     ),
     pytest.param(
-        {
-            "discounts": [
-                {
-                    "id": "d",
-                    "scope": "project",
-                    "client": "Acme Corporation",
-                    "project": "TOKYO:Import",
-                    "kind": "fixed",
-                    "value": "1",
-                }
-            ]
-        },
+        {"discounts": [_discount(scope="project", project="TOKYO:Import")]},
         "discounts: [0].project: 'TOKYO:Import' belongs to client 'Tokyo Trading KK', not 'Acme Corporation'",
         id="d_projowner",
     ),
     pytest.param(
-        {
-            "discounts": [
-                {
-                    "id": "d",
-                    "scope": "client",
-                    "client": "Acme Corporation",
-                    "kind": "fixed",
-                    "value": "1",
-                    "valid_from": "2026-02-01",
-                    "valid_to": "2026-01-01",
-                }
-            ]
-        },
+        {"discounts": [_discount(valid_from="2026-02-01", valid_to="2026-01-01")]},
         "discounts[0]: valid_to is before valid_from",
         id="d_dates",
     ),
     pytest.param(
-        {
-            "retainers": [
-                {"id": "r", "client": "Acme Corporation", "amount": "-1", "issue_date": "2026-03-01"}
-            ]
-        },
-        "retainers[0]: amount must be positive",
-        id="r_pos",
+        {"retainers": [_retainer(amount="-1")]}, "retainers[0]: amount must be positive", id="r_pos"
     ),
     pytest.param(
-        {
-            "retainers": [
-                {
-                    "id": "r",
-                    "client": "Acme Corporation",
-                    "amount": "1",
-                    "issue_date": "2026-03-01",
-                    "end_date": "2026-04-01",
-                }
-            ]
-        },
+        {"retainers": [_retainer(end_date="2026-04-01")]},
         "retainers[0]: end_date applies only to recurrence monthly",
         id="r_end_once",
     ),
     pytest.param(
-        {
-            "retainers": [
-                {
-                    "id": "r",
-                    "client": "Acme Corporation",
-                    "amount": "1",
-                    "issue_date": "2026-03-01",
-                    "recurrence": "monthly",
-                    "end_date": "2026-02-01",
-                }
-            ]
-        },
+        {"retainers": [_retainer(recurrence="monthly", end_date="2026-02-01")]},
         "retainers[0]: end_date is before issue_date",
         id="r_end_before",
     ),
+    pytest.param({"retainers": [_retainer()] * 2}, "retainers: duplicate retainer id 'r'", id="r_dup"),
     pytest.param(
-        {
-            "retainers": [
-                {"id": "r", "client": "Acme Corporation", "amount": "1", "issue_date": "2026-03-01"}
-            ]
-            * 2
-        },
-        "retainers: duplicate retainer id 'r'",
-        id="r_dup",
-    ),
-    pytest.param(
-        {"retainers": [{"id": "r", "client": "Nope", "amount": "1", "issue_date": "2026-03-01"}]},
+        {"retainers": [_retainer(client="Nope")]},
         "retainers: [0].client: unknown client 'Nope'",
         id="r_client",
     ),
     pytest.param(
-        {
-            "retainers": [
-                {"id": "r", "client": "Tokyo Trading KK", "amount": "100.5", "issue_date": "2026-03-01"}
-            ]
-        },
+        {"retainers": [_retainer(client="Tokyo Trading KK", amount="100.5")]},
         "retainers: [0].amount: 100.5 has more decimals than JPY allows (0)",
         id="r_jpy",
     ),
     pytest.param(
-        {
-            "retainers": [
-                {"id": "bad id!", "client": "Acme Corporation", "amount": "1", "issue_date": "2026-03-01"}
-            ]
-        },
+        {"retainers": [_retainer(id="bad id!")]},
         "retainers[0].id: String should match pattern '^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$'",
         id="r_id",
     ),
